@@ -1,0 +1,108 @@
+"""The one doorway to session state: the chosen demo, its pruning plan, locks, the URL."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from workbench import CRITERIA, GRANULARITIES, SCOPES, PlanError, PruningPlan, list_demos
+
+DEFAULT_DEMO = "digits-cnn"
+_PLANS = "plans"  # {demo: PruningPlan}; not a widget key, so it survives page changes
+_LOCKS = "locks"  # {demo: set of locked layer names}
+_DEMO = "demo"
+_TOUCHED = "touched"  # {demo: the layer whose slider moved last}
+
+
+def _init() -> None:
+    if _PLANS in st.session_state:
+        return
+    st.session_state[_PLANS] = {}
+    st.session_state[_LOCKS] = {}
+    st.session_state[_TOUCHED] = {}
+    params = st.query_params
+    demo = params.get("demo", DEFAULT_DEMO)
+    st.session_state[_DEMO] = demo if demo in list_demos() else DEFAULT_DEMO
+    plan = plan_from_query(dict(params))
+    if plan is not None:
+        st.session_state[_PLANS][st.session_state[_DEMO]] = plan
+
+
+def demo() -> str:
+    _init()
+    return st.session_state[_DEMO]
+
+
+def set_demo(name: str) -> None:
+    _init()
+    st.session_state[_DEMO] = name
+    sync_url()
+
+
+def plan() -> PruningPlan:
+    _init()
+    return st.session_state[_PLANS].get(demo(), PruningPlan())
+
+
+def set_plan(new: PruningPlan, touched: str | None = None) -> None:
+    _init()
+    st.session_state[_PLANS][demo()] = new
+    if touched is not None:
+        st.session_state[_TOUCHED][demo()] = touched
+    sync_url()
+
+
+def touched_layer() -> str | None:
+    _init()
+    return st.session_state[_TOUCHED].get(demo())
+
+
+def locks() -> set[str]:
+    _init()
+    return st.session_state[_LOCKS].setdefault(demo(), set())
+
+
+def widget_key(kind: str, layer: str = "") -> str:
+    """Widget keys namespaced by demo, so each model keeps its own sliders."""
+    return f"{kind}:{demo()}:{layer}"
+
+
+# ---- the plan in the URL, so a reload or a shared link restores it ---------------------------
+
+
+def plan_to_query(p: PruningPlan) -> dict[str, str]:
+    query = {}
+    pruned = {name: value for name, value in p.sparsity.items() if value > 0}
+    if pruned:
+        query["sp"] = ",".join(f"{name}:{value:g}" for name, value in pruned.items())
+    if p.method != "l1":
+        query["method"] = p.method
+    if p.granularity != "unstructured":
+        query["gran"] = p.granularity
+    if p.scope != "layer":
+        query["scope"] = p.scope
+    return query
+
+
+def plan_from_query(query: dict[str, str]) -> PruningPlan | None:
+    """The plan in a URL, or None if there is none or it is malformed (a bad link is ignored)."""
+    if not any(key in query for key in ("sp", "method", "gran", "scope")):
+        return None
+    try:
+        sparsity = {}
+        for item in filter(None, query.get("sp", "").split(",")):
+            name, _, value = item.rpartition(":")
+            sparsity[name] = float(value)
+        method = query.get("method", "l1")
+        granularity = query.get("gran", "unstructured")
+        scope = query.get("scope", "layer")
+        if method not in CRITERIA or granularity not in GRANULARITIES or scope not in SCOPES:
+            return None
+        return PruningPlan(sparsity, method=method, granularity=granularity, scope=scope)
+    except (ValueError, PlanError):
+        return None
+
+
+def sync_url() -> None:
+    query = {"demo": demo(), **plan_to_query(plan())}
+    if dict(st.query_params) != query:
+        st.query_params.from_dict(query)

@@ -1,0 +1,135 @@
+"""Reusable pieces of the pages: formatting, the demo picker, metric cards."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import loaders, state
+from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Report, list_demos
+
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "top5_accuracy": "Top-5 accuracy",
+    "loss": "Loss",
+    "agreement": "Agreement with dense",
+    "r2": "R²",
+    "mse": "MSE",
+    "mae": "MAE",
+    "agreement_rmse": "RMS diff. to dense",
+}
+_PERCENT = {"accuracy", "top5_accuracy", "agreement"}
+
+
+def fmt_metric(name: str, value: float) -> str:
+    if name in _PERCENT:
+        return f"{value:.2%}"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
+
+
+def fmt_delta(name: str, value: float) -> str:
+    if name in _PERCENT:
+        return f"{value * 100:+.2f} pp"
+    return f"{value:+.4f}" if abs(value) < 100 else f"{value:+,.1f}"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"
+
+
+def fmt_count(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} G"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} M"
+    return f"{n:,.0f}"
+
+
+def demo_picker() -> None:
+    """The sidebar's model choice, shared by every page."""
+    names = list_demos()
+    current = state.demo()
+
+    def changed() -> None:
+        state.set_demo(st.session_state["demo_picker"])
+
+    st.session_state["demo_picker"] = current
+    st.selectbox(
+        "Model",
+        names,
+        key="demo_picker",
+        on_change=changed,
+        format_func=lambda n: f"{n} · {loaders.demo(n).meta.title}",
+        help="A built-in demo: a small trained model with its validation data.",
+    )
+
+
+def metric_cards(report: Report, dense_only: bool = False) -> None:
+    """Headline metrics with deltas against the dense model."""
+    metrics = report.dense_metrics if dense_only else report.metrics
+    names = [PRIMARY_METRIC[report.task]] + [
+        m
+        for m in ("top5_accuracy", "loss", "mae", "agreement", "agreement_rmse")
+        if m in metrics and m != PRIMARY_METRIC[report.task]
+    ]
+    if dense_only:
+        names = [n for n in names if not n.startswith("agreement")]
+    columns = st.columns(len(names))
+    for column, name in zip(columns, names, strict=True):
+        delta = None if dense_only else report.delta(name)
+        column.metric(
+            METRIC_LABELS.get(name, name),
+            fmt_metric(name, metrics[name]),
+            delta=None if delta is None else fmt_delta(name, delta),
+            delta_color="normal" if HIGHER_IS_BETTER.get(name, True) else "inverse",
+            border=True,
+        )
+
+
+def size_cards(report: Report) -> None:
+    size, dense = report.size, report.dense_size
+    cards = [
+        (
+            "Non-zero params",
+            fmt_count(size["nonzero_params"]),
+            f"{size['nonzero_params'] - dense['nonzero_params']:+,}",
+            "inverse",
+            f"{size['nonzero_params']:,} of {size['total_params']:,} parameters are non-zero.",
+        ),
+        (
+            "Sparse size",
+            fmt_bytes(size["sparse_bytes"]),
+            f"{size['sparse_bytes'] / dense['dense_bytes'] - 1:+.1%} vs dense",
+            "inverse",
+            "fp32 non-zeros in the smaller of CSR and bitmask encodings, per weight tensor.",
+        ),
+        (
+            "Compressed",
+            fmt_bytes(size["compressed_bytes"]),
+            f"{size['compressed_bytes'] / dense['compressed_bytes'] - 1:+.1%}",
+            "inverse",
+            "Measured deflate (zip/gzip) length of the pruned fp32 state dict.",
+        ),
+        (
+            "int8 + bitmask",
+            fmt_bytes(size["int8_bytes"]),
+            f"{size['int8_bytes'] / dense['dense_bytes'] - 1:+.1%} vs fp32",
+            "inverse",
+            "Non-zeros quantized to int8 with their bitmask and one scale per tensor.",
+        ),
+        (
+            "FLOPs / sample",
+            fmt_count(size["flops_effective"]),
+            f"{size['flops_effective'] / size['flops_dense'] - 1:+.1%}",
+            "inverse",
+            "Multiply-add FLOPs left when the work of zeroed weights is skipped "
+            f"(dense: {size['flops_dense']:,}). Dense kernels skip nothing.",
+        ),
+    ]
+    for column, (label, value, delta, color, help_text) in zip(
+        st.columns(len(cards)), cards, strict=True
+    ):
+        column.metric(label, value, delta=delta, delta_color=color, help=help_text, border=True)

@@ -1,0 +1,37 @@
+"""Prune Workbench: look inside a neural network and prune it by hand, with exact numbers.
+
+import workbench as wb
+demo = wb.load_demo("digits-cnn")
+bench = wb.Workbench(demo.model, demo.val)
+report = bench.evaluate(wb.PruningPlan(sparsity={"features.0": 0.5}))
+"""
+
+from workbench.evaluate import Report, Workbench
+from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
+from workbench.models import Demo, DemoMeta, list_demos, load_demo
+from workbench.pruning.criteria import CRITERIA, Criterion, LayerContext, register_criterion
+from workbench.pruning.granularity import GRANULARITIES, Granularity
+from workbench.pruning.layers import PrunableLayer, find_prunable_layers
+from workbench.pruning.plan import SCOPES, PlanError, PruningPlan
+
+__all__ = [
+    "CRITERIA",
+    "GRANULARITIES",
+    "HIGHER_IS_BETTER",
+    "PRIMARY_METRIC",
+    "SCOPES",
+    "Criterion",
+    "Demo",
+    "DemoMeta",
+    "Granularity",
+    "LayerContext",
+    "PlanError",
+    "PrunableLayer",
+    "PruningPlan",
+    "Report",
+    "Workbench",
+    "find_prunable_layers",
+    "list_demos",
+    "load_demo",
+    "register_criterion",
+]

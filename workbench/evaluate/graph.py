@@ -1,0 +1,210 @@
+"""Run a model as a graph that can stop and resume at the cut before any prunable layer.
+
+Everything that runs before a layer's first use does not depend on that layer's weight, so a
+change to that layer only needs the part of the graph after the cut. `GraphRunner` executes an
+`torch.fx` graph node by node, with weights replaced by masked copies, and hands back the values
+that are still needed at a cut (the "live set"), so callers can cache them and resume later.
+Models that cannot be traced run whole, as a single step.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.func import functional_call
+
+from workbench.pruning.layers import PRUNABLE_MODULES, WEIGHT_OPS, PrunableLayer
+
+Env = dict[fx.Node, Any]
+#: Called with (layer, input, output) whenever a prunable layer runs: activation statistics, FLOPs.
+LayerHook = Callable[[PrunableLayer, torch.Tensor, torch.Tensor], None]
+
+
+def trace(model: nn.Module) -> fx.GraphModule | None:
+    """The model's FX graph, or None when it cannot be traced (data-dependent control flow)."""
+    if isinstance(model, fx.GraphModule):
+        return model
+    try:
+        return fx.symbolic_trace(model)
+    except Exception:  # tracing fails in many ways on arbitrary user code; we run the model whole
+        return None
+
+
+class GraphRunner:
+    """Executes a model in segments between cuts, with some weights overridden."""
+
+    def __init__(self, model: nn.Module, layers: list[PrunableLayer]) -> None:
+        self.model = model
+        self.graph_module = trace(model)
+        self.layers = layers
+        self._by_weight = {layer.weight_name: layer for layer in layers}
+        if self.graph_module is None:
+            self.nodes: list[fx.Node] = []
+            self.cuts = {layer.name: 0 for layer in layers}
+            self.end = 1
+            return
+        gm = self.graph_module
+        self.nodes = list(gm.graph.nodes)
+        self.end = len(self.nodes)
+        self._index = {node: i for i, node in enumerate(self.nodes)}
+        self._modules = dict(gm.named_modules())
+        last_use = {
+            node: max((self._index[u] for u in node.users), default=-1) for node in self.nodes
+        }
+        self._free_after: list[list[fx.Node]] = [[] for _ in self.nodes]
+        for node, i in last_use.items():
+            if i >= 0 and node.op != "get_attr":
+                self._free_after[i].append(node)
+        # The live set at cut c: values made before c and still read at or after c.
+        self._live: list[list[fx.Node]] = []
+        for c in range(self.end + 1):
+            self._live.append(
+                [n for n in self.nodes[:c] if n.op != "get_attr" and last_use[n] >= c]
+            )
+        self.cuts = self._find_cuts()
+
+    # ---- structure -------------------------------------------------------------------------
+
+    def _weights_read_by(self, node: fx.Node) -> list[str]:
+        """Weight names of prunable layers whose values this node reads."""
+        if node.op == "call_module":
+            prefix = f"{node.target}."
+            return [w for w in self._by_weight if w.startswith(prefix)]
+        names = []
+        for arg in node.all_input_nodes:
+            if arg.op == "get_attr" and arg.target in self._by_weight:
+                names.append(arg.target)
+        return names
+
+    def _find_cuts(self) -> dict[str, int]:
+        cuts: dict[str, int] = {}
+        for i, node in enumerate(self.nodes):
+            for weight in self._weights_read_by(node):
+                cuts.setdefault(self._by_weight[weight].name, i)
+        # Layers the graph never reads (dead weights) cannot change the output.
+        for layer in self.layers:
+            cuts.setdefault(layer.name, self.end)
+        return cuts
+
+    def live_nodes(self, cut: int) -> list[fx.Node]:
+        return self._live[cut] if self.graph_module is not None else []
+
+    # ---- execution -------------------------------------------------------------------------
+
+    def run(
+        self,
+        start_env: Mapping[Any, Any],
+        start: int,
+        stop: int,
+        weights: Mapping[str, torch.Tensor],
+        layer_hook: LayerHook | None = None,
+    ) -> Any:
+        """Run nodes [start, stop); return the live set at `stop`, or the output at the end.
+
+        At start 0, `start_env` is `{"input": batch}`; otherwise the live set at `start`.
+        `weights` maps weight names to the tensors to use instead of the model's own.
+        """
+        if self.graph_module is None:
+            return self._run_whole(start_env["input"], weights, layer_hook)
+        env: dict[Any, Any] = dict(start_env)
+        for i in range(start, stop):
+            node = self.nodes[i]
+            if node.op == "get_attr":
+                continue  # resolved where used, so overrides apply
+            if node.op == "output":
+                return self._load(node.args[0], env, weights)
+            env[node] = self._execute(node, env, weights, layer_hook)
+            for dead in self._free_after[i]:
+                env.pop(dead, None)
+        return {node: env[node] for node in self._live[stop]}
+
+    def _load(self, arg: Any, env: Mapping[Any, Any], weights: Mapping[str, torch.Tensor]) -> Any:
+        def value(node: fx.Node) -> Any:
+            if node.op == "get_attr":
+                if node.target in weights:
+                    return weights[node.target]
+                return _attr(self.graph_module, node.target)
+            return env[node]
+
+        return fx.node.map_arg(arg, value)
+
+    def _execute(
+        self,
+        node: fx.Node,
+        env: Mapping[Any, Any],
+        weights: Mapping[str, torch.Tensor],
+        layer_hook: LayerHook | None,
+    ) -> Any:
+        if node.op == "placeholder":
+            if "input" in env and node is self.nodes[0]:
+                return env["input"]
+            if node.args:  # a placeholder with a default value
+                return node.args[0]
+            raise TypeError(
+                f"the model takes more than one input ({node.target!r}); give one tensor"
+            )
+        args = self._load(node.args, env, weights)
+        kwargs = self._load(node.kwargs, env, weights)
+        if node.op == "call_function":
+            result = node.target(*args, **kwargs)
+            if layer_hook is not None and node.target in WEIGHT_OPS:
+                weight_node = node.args[1]
+                if isinstance(weight_node, fx.Node) and weight_node.target in self._by_weight:
+                    layer_hook(self._by_weight[weight_node.target], args[0], result)
+            return result
+        if node.op == "call_method":
+            self_obj, *rest = args
+            return getattr(self_obj, node.target)(*rest, **kwargs)
+        if node.op == "call_module":
+            module = self._modules[node.target]
+            own_weight = f"{node.target}.weight"
+            if isinstance(module, PRUNABLE_MODULES) and own_weight in self._by_weight:
+                if own_weight in weights:
+                    result = _call_with_weight(module, weights[own_weight], args, kwargs)
+                else:
+                    result = module(*args, **kwargs)
+                if layer_hook is not None:
+                    layer_hook(self._by_weight[own_weight], args[0], result)
+                return result
+            prefix = f"{node.target}."
+            inner = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+            if inner:  # a leaf module holding prunable layers (e.g. attention's out_proj)
+                return functional_call(module, inner, tuple(args), kwargs)
+            return module(*args, **kwargs)
+        raise NotImplementedError(f"unsupported graph node {node.op!r}")
+
+    def _run_whole(
+        self, batch: torch.Tensor, weights: Mapping[str, torch.Tensor], layer_hook: LayerHook | None
+    ) -> Any:
+        handles = []
+        if layer_hook is not None:
+            modules = dict(self.model.named_modules())
+            for layer in self.layers:
+                module = modules.get(layer.name)
+                if module is not None:
+                    handles.append(
+                        module.register_forward_hook(
+                            lambda _m, a, out, layer=layer: layer_hook(layer, a[0], out)
+                        )
+                    )
+        try:
+            return functional_call(self.model, dict(weights), (batch,))
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def _attr(module: nn.Module, target: str) -> Any:
+    return operator.attrgetter(target)(module)
+
+
+def _call_with_weight(module: nn.Module, weight: torch.Tensor, args: Any, kwargs: Any) -> Any:
+    # The same calls the modules' own forward makes, with the masked weight in place of theirs,
+    # so the result is bit-identical to running a model pruned with torch.nn.utils.prune.
+    if isinstance(module, nn.Linear):
+        return torch.nn.functional.linear(args[0], weight, module.bias)
+    return module._conv_forward(args[0], weight, module.bias)  # Conv1d/2d/3d

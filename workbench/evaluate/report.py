@@ -1,0 +1,54 @@
+"""What an evaluation returns: pruned and dense metrics, size, per-layer and per-class detail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from workbench.pruning.plan import PruningPlan
+
+
+@dataclass(frozen=True)
+class Report:
+    plan: PruningPlan
+    task: str
+    metrics: dict[str, float]
+    dense_metrics: dict[str, float]
+    size: dict[str, float]
+    dense_size: dict[str, float]
+    layers: pd.DataFrame  # one row per prunable layer: sparsity, removed, nonzero, ...
+    class_names: list[str] = field(default_factory=list)
+    confusion: np.ndarray | None = None  # [true, predicted] counts, classification only
+    dense_confusion: np.ndarray | None = None
+
+    def delta(self, metric: str) -> float:
+        """Pruned minus dense value of a metric."""
+        return self.metrics[metric] - self.dense_metrics[metric]
+
+    @property
+    def per_class(self) -> pd.DataFrame | None:
+        """Accuracy (recall) of each class, dense and pruned; None for regression."""
+        if self.confusion is None or self.dense_confusion is None:
+            return None
+        support = self.confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pruned = np.diag(self.confusion) / support
+            dense = np.diag(self.dense_confusion) / support
+        names = self.class_names or [str(i) for i in range(len(support))]
+        return pd.DataFrame(
+            {"class": names, "support": support, "dense_accuracy": dense, "accuracy": pruned}
+        )
+
+    def to_dict(self) -> dict:
+        """A JSON-ready summary (the CLI prints this)."""
+        return {
+            "plan": self.plan.to_dict(),
+            "task": self.task,
+            "metrics": self.metrics,
+            "dense_metrics": self.dense_metrics,
+            "size": self.size,
+            "dense_size": self.dense_size,
+            "layers": self.layers.to_dict(orient="records"),
+        }

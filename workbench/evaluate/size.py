@@ -1,0 +1,71 @@
+"""Size accounting: what a pruned model takes in each storage format, and what it computes."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import torch
+
+#: zlib level used for compressed sizes: gzip's and zip's default.
+COMPRESSION_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class TensorSize:
+    """Storage figures of one parameter tensor, as stored after pruning."""
+
+    params: int
+    nonzero: int
+    dense_bytes: int
+    sparse_bytes: int
+    compressed_bytes: int
+    int8_bytes: int
+
+    @classmethod
+    def of(cls, tensor: torch.Tensor, sparse: bool) -> TensorSize:
+        """Figures of a tensor; `sparse` ones (pruned weights) are stored with zeros elided."""
+        values = tensor.detach().float().cpu().contiguous()
+        n = values.numel()
+        nonzero = int(torch.count_nonzero(values))
+        # Dense fp32: four bytes per parameter, zeros included.
+        dense = 4 * n
+        bitmask = math.ceil(n / 8)
+        if sparse:
+            rows = values.shape[0] if values.dim() > 0 else 1
+            # CSR over (output, rest): fp32 values, int32 column indices and row pointers.
+            csr = 8 * nonzero + 4 * (rows + 1)
+            # Bitmask + values: one bit per position, then the fp32 nonzeros.
+            sparse_bytes = min(csr, bitmask + 4 * nonzero)
+            # int8: one byte per nonzero, its bitmask, and one fp32 scale for the tensor.
+            int8 = nonzero + bitmask + 4
+        else:
+            sparse_bytes = dense
+            int8 = n + 4
+        # Compressed: measured length of the deflate stream (zlib, as zip/gzip store it) of the
+        # tensor's fp32 bytes, as np.savez_compressed stores each array of a state dict.
+        compressed = len(zlib.compress(values.numpy().tobytes(), COMPRESSION_LEVEL))
+        return cls(n, nonzero, dense, sparse_bytes, compressed, int8)
+
+
+def total_size(
+    tensors: list[TensorSize], flops_dense: int, flops_effective: float
+) -> dict[str, float]:
+    """`report.size`: parameter-storage figures summed over the model's parameters, plus FLOPs."""
+    total = sum(t.params for t in tensors)
+    nonzero = sum(t.nonzero for t in tensors)
+    return {
+        "total_params": total,
+        "nonzero_params": nonzero,
+        # Fraction of all parameters (biases and unpruned layers included) that are zero.
+        "sparsity": 1.0 - nonzero / total if total else 0.0,
+        "dense_bytes": sum(t.dense_bytes for t in tensors),
+        "sparse_bytes": sum(t.sparse_bytes for t in tensors),
+        "compressed_bytes": sum(t.compressed_bytes for t in tensors),
+        "int8_bytes": sum(t.int8_bytes for t in tensors),
+        # Multiply-add FLOPs of one sample, counted by torch.utils.flop_counter.FlopCounterMode.
+        "flops_dense": flops_dense,
+        # The same with the work of zeroed weights (and so removed channels) skipped.
+        "flops_effective": round(flops_effective),
+    }

@@ -1,0 +1,471 @@
+"""The engine: exact metrics and size of any pruning plan, paying only for what a change touches."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
+
+from workbench.evaluate.graph import GraphRunner
+from workbench.evaluate.metrics import Task, compute_metrics, confusion_matrix, infer_task
+from workbench.evaluate.report import Report
+from workbench.evaluate.size import TensorSize, total_size
+from workbench.evaluate.statistics import DataStatistics
+from workbench.pruning.layers import PrunableLayer, find_prunable_layers
+from workbench.pruning.masks import MaskBuilder, MaskSpec
+from workbench.pruning.plan import PruningPlan
+
+#: Default bound on the memory held by cached activations (the live sets at layer cuts).
+DEFAULT_CACHE_BYTES = 1 << 30
+#: Identical plans (same masks) are answered from this many recent reports.
+REPORT_CACHE_SIZE = 64
+
+
+class Workbench:
+    """Evaluates pruning plans on a private copy of a model; the caller's model is never modified.
+
+    Thread-safe: one workbench can serve many sessions, each with its own plans.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        val_data: Dataset | tuple[torch.Tensor, torch.Tensor],
+        *,
+        task: Task | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 512,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.batch_size = batch_size
+        inputs, targets = as_tensors(val_data)
+        self.task: Task = task or infer_task(targets)
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+        if self.task == "classification":
+            targets = targets.long()
+        self.targets = targets.to(self.device)
+        self._inputs = [b.to(self.device) for b in inputs.split(batch_size)]
+
+        self.model = copy.deepcopy(model).to(self.device).eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self._runner = GraphRunner(self.model, [])
+        layers = find_prunable_layers(self.model, _graph(self._runner))
+        if not layers:
+            raise ValueError(
+                "the model has no prunable layers: the workbench prunes the weights of "
+                "nn.Linear and nn.Conv1d/2d/3d layers (or of linear/convolution operations)"
+            )
+        self._runner = GraphRunner(self.model, layers)
+        self._dense = {
+            layer.weight_name: _weight(self.model, self._runner, layer) for layer in layers
+        }
+        _check_finite(layers, self._dense)
+        # Execution order: a change to a layer invalidates nothing that runs before it.
+        self._layers = sorted(layers, key=lambda layer: self._runner.cuts[layer.name])
+        self.layer_names = [layer.name for layer in self._layers]
+
+        self.statistics = DataStatistics(
+            self._runner, self._dense, self._batches, self.task, _as_tensor
+        )
+        self._builder = MaskBuilder(self._layers, self._dense, self.statistics)
+        self._lock = threading.RLock()
+        self._activations = _ActivationCache(cache_bytes)
+        self._masked: OrderedDict[tuple[str, MaskSpec], torch.Tensor] = OrderedDict()
+        self._sizes: dict[tuple[str, MaskSpec | None], TensorSize] = {}
+        self._reports: OrderedDict[tuple, Report] = OrderedDict()
+        self._last_specs: dict[str, MaskSpec] | None = None
+
+        self.dense_outputs = self._forward({}, {})
+        self._check_outputs()
+        self.class_names = list(class_names or [])
+        self.dense_metrics = compute_metrics(
+            self.task, self.dense_outputs, self.targets, self.dense_outputs
+        )
+        self._dense_confusion = self._confusion(self.dense_outputs)
+        self._layer_flops, self._flops_dense = self._count_flops()
+        self._other_sizes = [
+            TensorSize.of(p, sparse=False)
+            for name, p in self.model.named_parameters()
+            if name not in self._dense
+        ]
+        self.dense_size = self._size({})
+
+    # ---- public API --------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> pd.DataFrame:
+        """One row per prunable layer, in execution order."""
+        total = sum(p.numel() for p in self.model.parameters())
+        return pd.DataFrame(
+            {
+                "name": [layer.name for layer in self._layers],
+                "kind": [layer.kind for layer in self._layers],
+                "shape": ["×".join(map(str, layer.shape)) for layer in self._layers],
+                "params": [layer.params for layer in self._layers],
+                "share": [layer.params / total for layer in self._layers],
+                "channels": [layer.channels for layer in self._layers],
+                "flops": [self._layer_flops.get(layer.name, 0) for layer in self._layers],
+            }
+        )
+
+    @property
+    def prunable_layers(self) -> list[PrunableLayer]:
+        return list(self._layers)
+
+    def dense_weight(self, layer: str) -> torch.Tensor:
+        """A layer's dense weight (read-only: do not modify it)."""
+        return self._dense[self._builder.layers[layer].weight_name]
+
+    def masks(self, plan: PruningPlan) -> dict[str, torch.Tensor]:
+        """{layer: bool mask shaped like its weight, True = kept} for every layer the plan names."""
+        with self._lock:
+            return self._builder.masks(plan)
+
+    def unit_scores(
+        self, layer: str, method: str = "l1", granularity: str = "unstructured", seed: int = 0
+    ) -> torch.Tensor:
+        """The criterion's score of each unit of a layer (weights for unstructured)."""
+        with self._lock:
+            return self._builder.unit_scores(self._builder.layers[layer], method, granularity, seed)
+
+    def evaluate(self, plan: PruningPlan) -> Report:
+        """Metrics and size of the pruned model, equal to a fresh evaluation of a pruned copy."""
+        with self._lock:
+            specs = self._builder.resolve(plan)
+            key = tuple(sorted(specs.items()))
+            cached = self._reports.get(key)
+            if cached is not None:
+                self._reports.move_to_end(key)
+                return replace(cached, plan=plan)
+            weights = {
+                self._builder.layers[name].weight_name: self._masked_weight(name, spec)
+                for name, spec in specs.items()
+            }
+            outputs = self._forward(specs, weights)
+            report = Report(
+                plan=plan,
+                task=self.task,
+                metrics=compute_metrics(self.task, outputs, self.targets, self.dense_outputs),
+                dense_metrics=self.dense_metrics,
+                size=self._size(specs),
+                dense_size=self.dense_size,
+                layers=self._layer_table(specs),
+                class_names=self.class_names,
+                confusion=self._confusion(outputs),
+                dense_confusion=self._dense_confusion,
+            )
+            self._reports[key] = report
+            if len(self._reports) > REPORT_CACHE_SIZE:
+                self._reports.popitem(last=False)
+            return report
+
+    def outputs(self, plan: PruningPlan) -> torch.Tensor:
+        """The pruned model's outputs on the validation inputs."""
+        with self._lock:
+            specs = self._builder.resolve(plan)
+            weights = {
+                self._builder.layers[n].weight_name: self._masked_weight(n, s)
+                for n, s in specs.items()
+            }
+            return self._forward(specs, weights)
+
+    def pruned_model(self, plan: PruningPlan) -> nn.Module:
+        """A new model with the plan's zeros written into its weights (the caller owns it)."""
+        model = copy.deepcopy(self.model)
+        params = dict(model.named_parameters())
+        with self._lock, torch.no_grad():
+            for name, mask in self._builder.masks(plan).items():
+                weight = params.get(self._builder.layers[name].weight_name)
+                if weight is None:
+                    raise ValueError(f"layer {name!r} has no parameter to write to")
+                weight.mul_(mask)
+        return model
+
+    # ---- evaluation --------------------------------------------------------------------------
+
+    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return list(zip(self._inputs, self.targets.split(self.batch_size), strict=True))
+
+    def _masked_weight(self, name: str, spec: MaskSpec) -> torch.Tensor:
+        key = (name, spec)
+        if key not in self._masked:
+            dense = self._dense[self._builder.layers[name].weight_name]
+            # The same product torch.nn.utils.prune computes (weight_orig * weight_mask).
+            self._masked[key] = dense * self._builder.mask(name, spec)
+            if len(self._masked) > 4 * len(self._layers):
+                self._masked.popitem(last=False)
+        self._masked.move_to_end(key)
+        return self._masked[key]
+
+    def _forward(
+        self, specs: dict[str, MaskSpec], weights: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Outputs for all validation inputs, resuming from the deepest cached cut."""
+        cuts = self._runner.cuts
+        signature = [specs.get(layer.name) for layer in self._layers]
+
+        def key(cut: int) -> tuple:
+            # Valid wherever every layer used before the cut has the same mask.
+            prefix = tuple(
+                s
+                for layer, s in zip(self._layers, signature, strict=True)
+                if cuts[layer.name] < cut
+            )
+            return (cut, prefix)
+
+        candidates = sorted({cuts[layer.name] for layer in self._layers if cuts[layer.name] > 0})
+        start, start_envs = 0, None
+        for cut in reversed(candidates):
+            start_envs = self._activations.get(key(cut))
+            if start_envs is not None:
+                start = cut
+                break
+        # Keep the live set before the first layer that changed since the last plan: the next
+        # plan (the next step of the same slider) will most likely start there.
+        if self._last_specs is None:
+            wanted = [c for c in reversed(candidates) if c > start]
+        else:
+            changed = [
+                cuts[layer.name]
+                for layer in self._layers
+                if self._last_specs.get(layer.name) != specs.get(layer.name)
+            ]
+            wanted = [c for c in changed[:1] if c > start]
+        self._last_specs = dict(specs)
+
+        stops = sorted(set(wanted)) + [self._runner.end]
+        saved: dict[int, list] = {cut: [] for cut in wanted}
+        outputs = []
+        for b, inputs in enumerate(self._inputs):
+            env = start_envs[b] if start_envs is not None else {"input": inputs}
+            position = start
+            for stop in stops:
+                result = self._runner.run(env, position, stop, weights)
+                if stop == self._runner.end:
+                    outputs.append(_as_tensor(result))
+                else:
+                    saved[stop].append(result)
+                    env, position = result, stop
+            if b == 0 and saved:
+                saved = self._fit_budget(saved, len(self._inputs))
+        for cut, envs in saved.items():
+            self._activations.put(key(cut), envs)
+        if start_envs is not None:
+            self._activations.get(key(start))  # keep the entry we resumed from the freshest
+        return torch.cat(outputs)
+
+    def _fit_budget(self, saved: dict[int, list], n_batches: int) -> dict[int, list]:
+        """Drop cuts whose live sets would not fit the cache, judged from the first batch."""
+        kept, room = {}, self._activations.budget
+        for cut in sorted(saved, reverse=True):
+            estimate = _env_bytes(saved[cut][0]) * n_batches
+            if estimate <= room:
+                kept[cut] = saved[cut]
+                room -= estimate
+        return kept
+
+    def _check_outputs(self) -> None:
+        out, n = self.dense_outputs, self.targets.shape[0]
+        if out.shape[0] != n:
+            raise ValueError(f"the model returned {out.shape[0]} outputs for {n} inputs")
+        if not torch.isfinite(out).all():
+            raise ValueError("the dense model produces NaN or infinite outputs on this data")
+        if self.task == "classification":
+            if out.dim() != 2:
+                raise ValueError(
+                    f"a classifier must return (batch, classes) logits, got {tuple(out.shape)}"
+                )
+            low, high = int(self.targets.min()), int(self.targets.max())
+            if low < 0 or high >= out.shape[1]:
+                raise ValueError(
+                    f"labels must be within 0..{out.shape[1] - 1} for a model with "
+                    f"{out.shape[1]} outputs; found labels from {low} to {high}"
+                )
+        elif out.numel() != n:
+            raise ValueError(
+                f"a regressor must return one value per sample; got shape {tuple(out.shape)}"
+            )
+
+    def _confusion(self, outputs: torch.Tensor) -> np.ndarray | None:
+        if self.task != "classification":
+            return None
+        n_classes = outputs.shape[1]
+        return confusion_matrix(outputs.argmax(dim=1), self.targets, n_classes).cpu().numpy()
+
+    # ---- size and FLOPs ----------------------------------------------------------------------
+
+    def _count_flops(self) -> tuple[dict[str, int], int]:
+        sample = self._inputs[0][:1]
+        per_layer: dict[str, int] = {}
+
+        def record(layer: PrunableLayer, inputs: torch.Tensor, output: torch.Tensor) -> None:
+            # FlopCounterMode's formulas: 2·out·in·positions (linear), 2·|output|·|kernel| (conv).
+            if layer.kind == "Linear":
+                positions = inputs.numel() // layer.shape[1]
+                flops = 2 * layer.params * positions
+            else:
+                flops = 2 * output.numel() * (layer.params // layer.shape[0])
+            per_layer[layer.name] = per_layer.get(layer.name, 0) + flops
+
+        with torch.no_grad():
+            self._runner.run({"input": sample}, 0, self._runner.end, {}, layer_hook=record)
+            counter = FlopCounterMode(display=False)
+            with counter:
+                self._runner.run({"input": sample}, 0, self._runner.end, {})
+        return per_layer, int(counter.get_total_flops())
+
+    def _tensor_size(self, layer: PrunableLayer, spec: MaskSpec | None) -> TensorSize:
+        key = (layer.name, spec)
+        if key not in self._sizes:
+            weight = (
+                self._dense[layer.weight_name]
+                if spec is None
+                else self._masked_weight(layer.name, spec)
+            )
+            self._sizes[key] = TensorSize.of(weight, sparse=True)
+        return self._sizes[key]
+
+    def _size(self, specs: dict[str, MaskSpec]) -> dict[str, float]:
+        sizes = {
+            layer.name: self._tensor_size(layer, specs.get(layer.name)) for layer in self._layers
+        }
+        effective = float(self._flops_dense)
+        for layer in self._layers:
+            zero_fraction = 1 - sizes[layer.name].nonzero / layer.params
+            effective -= self._layer_flops.get(layer.name, 0) * zero_fraction
+        return total_size([*sizes.values(), *self._other_sizes], self._flops_dense, effective)
+
+    def _layer_table(self, specs: dict[str, MaskSpec]) -> pd.DataFrame:
+        rows = []
+        for layer in self._layers:
+            spec = specs.get(layer.name)
+            size = self._tensor_size(layer, spec)
+            rows.append(
+                {
+                    "name": layer.name,
+                    "kind": layer.kind,
+                    "params": layer.params,
+                    "nonzero": size.nonzero,
+                    "sparsity": 1 - size.nonzero / layer.params,
+                    "method": spec.method if spec else None,
+                    "granularity": spec.granularity if spec else None,
+                    "removed_units": spec.removed if spec else 0,
+                    "flops": self._layer_flops.get(layer.name, 0),
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+class _ActivationCache:
+    """Live sets at cuts, least recently used evicted first, bounded in bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self._entries: OrderedDict[tuple, tuple[list, int]] = OrderedDict()
+
+    def get(self, key: tuple) -> list | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: tuple, envs: list) -> None:
+        size = sum(_env_bytes(env) for env in envs)
+        if size > self.budget:
+            return
+        if key in self._entries:
+            self.used -= self._entries.pop(key)[1]
+        while self.used + size > self.budget and self._entries:
+            self.used -= self._entries.popitem(last=False)[1][1]
+        self._entries[key] = (envs, size)
+        self.used += size
+
+
+def _env_bytes(env: dict) -> int:
+    seen, total = set(), 0
+    for value in env.values():
+        if isinstance(value, torch.Tensor):
+            ptr = value.untyped_storage().data_ptr()
+            if ptr not in seen:
+                seen.add(ptr)
+                total += value.untyped_storage().nbytes()
+    return total
+
+
+def as_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) from a Dataset of (x, y) pairs or an (X, Y) tensor pair."""
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+    ):
+        inputs, targets = data
+    elif isinstance(data, TensorDataset):
+        inputs, targets = data.tensors[0], data.tensors[1]
+    elif isinstance(data, Dataset):
+        n = len(data)  # type: ignore[arg-type]
+        if n == 0:
+            raise ValueError("the validation data is empty")
+        pairs = [data[i] for i in range(n)]
+        inputs = torch.stack([torch.as_tensor(x) for x, _ in pairs])
+        targets = torch.stack([torch.as_tensor(y) for _, y in pairs])
+    else:
+        raise TypeError(
+            "val_data must be a Dataset of (input, target) or an (inputs, targets) pair"
+        )
+    if inputs.shape[0] == 0:
+        raise ValueError("the validation data is empty")
+    if inputs.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"{inputs.shape[0]} inputs but {targets.shape[0]} targets in the validation data"
+        )
+    if inputs.is_floating_point() and not torch.isfinite(inputs).all():
+        raise ValueError("the validation inputs contain NaN or infinite values")
+    return inputs, targets
+
+
+def _as_tensor(output: Any) -> torch.Tensor:
+    """The prediction tensor of a model's output (a tensor, a 1-tuple, or a dict with logits)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output:
+        return _as_tensor(output[0])
+    if isinstance(output, dict) and "logits" in output:
+        return output["logits"]
+    raise TypeError(f"cannot read predictions from a model output of type {type(output).__name__}")
+
+
+def _graph(runner: GraphRunner) -> torch.fx.Graph | None:
+    return runner.graph_module.graph if runner.graph_module is not None else None
+
+
+def _weight(model: nn.Module, runner: GraphRunner, layer: PrunableLayer) -> torch.Tensor:
+    source = runner.graph_module if runner.graph_module is not None else model
+    value = source
+    for part in layer.weight_name.split("."):
+        value = getattr(value, part)
+    return value.detach()
+
+
+def _check_finite(layers: list[PrunableLayer], weights: dict[str, torch.Tensor]) -> None:
+    bad = [layer.name for layer in layers if not torch.isfinite(weights[layer.weight_name]).all()]
+    if bad:
+        raise ValueError(f"NaN or infinite weights in layer(s): {', '.join(bad)}")

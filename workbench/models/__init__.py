@@ -1,0 +1,5 @@
+"""The demo model zoo: small trained models with the exact data they were trained on."""
+
+from workbench.models.demos import Demo, DemoMeta, list_demos, load_demo
+
+__all__ = ["Demo", "DemoMeta", "list_demos", "load_demo"]

@@ -1,0 +1,174 @@
+"""Load the trained demo models shipped in `zoo/`, with the exact datasets they were trained on.
+
+Each demo is `zoo/<name>.json` (metadata, split indices, feature scaling) plus
+`zoo/<name>.safetensors` (weights and buffers). The datasets are rebuilt from scikit-learn's
+bundled files, or from `zoo/mnist1d-data.safetensors`, so loading never downloads and never trains.
+`scripts/train_demos.py` writes the zoo.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from workbench.models.architectures import ARCHITECTURES
+
+__all__ = [
+    "MNIST1D_FILE",
+    "ZOO_DIR",
+    "Demo",
+    "DemoMeta",
+    "build_datasets",
+    "list_demos",
+    "load_demo",
+]
+
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+MNIST1D_FILE = ZOO_DIR / "mnist1d-data.safetensors"
+
+# A fixed, friendly order: the first demo is the app's default.
+_DEMO_NAMES = ("digits-cnn", "digits-mlp", "mnist1d-cnn", "tabular-mlp", "diabetes-regressor")
+
+
+@dataclass(frozen=True)
+class DemoMeta:
+    """What the zoo's JSON says about a demo (split indices and scaling stay private)."""
+
+    name: str
+    title: str
+    description: str
+    architecture: str
+    task: str  # "classification" | "regression"
+    input_kind: str  # "image" | "signal" | "tabular"
+    input_shape: tuple[int, ...]  # per sample
+    class_names: tuple[str, ...]  # empty for regression
+    feature_names: tuple[str, ...]  # tabular only
+    target_name: str  # regression only
+    dataset: str
+    n_train: int
+    n_val: int
+    params: int
+    seed: int
+    # Dicts are unhashable: leave them out of the generated __hash__.
+    dense_metrics: dict[str, float] = field(hash=False)
+    training: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A trained demo model in eval mode with its training and validation data."""
+
+    name: str
+    model: nn.Module
+    train: TensorDataset  # (input, target)
+    val: TensorDataset
+    meta: DemoMeta
+
+    @property
+    def task(self) -> str:
+        return self.meta.task
+
+
+def list_demos() -> list[str]:
+    """Names of the demos, the default first."""
+    return list(_DEMO_NAMES)
+
+
+def load_demo(name: str) -> Demo:
+    """Load a demo's model (a fresh object each call) and rebuild its datasets."""
+    if name not in _DEMO_NAMES:
+        raise ValueError(f"unknown demo {name!r}; valid names: {', '.join(_DEMO_NAMES)}")
+    spec = _read_spec(name)
+    model = ARCHITECTURES[spec["architecture"]]()
+    model.load_state_dict(load_file(ZOO_DIR / f"{name}.safetensors"), strict=True)
+    model.eval()
+    train, val = build_datasets(spec)
+    return Demo(name=name, model=model, train=train, val=val, meta=_meta(spec))
+
+
+def _read_spec(name: str) -> dict[str, Any]:
+    return json.loads((ZOO_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _meta(spec: dict[str, Any]) -> DemoMeta:
+    return DemoMeta(
+        name=spec["name"],
+        title=spec["title"],
+        description=spec["description"],
+        architecture=spec["architecture"],
+        task=spec["task"],
+        input_kind=spec["input_kind"],
+        input_shape=tuple(spec["input_shape"]),
+        class_names=tuple(spec["class_names"]),
+        feature_names=tuple(spec["feature_names"]),
+        target_name=spec["target_name"],
+        dataset=spec["dataset"],
+        n_train=spec["n_train"],
+        n_val=spec["n_val"],
+        params=spec["params"],
+        seed=spec["seed"],
+        dense_metrics=dict(spec["dense_metrics"]),
+        training=dict(spec["training"]),
+    )
+
+
+# --- datasets ---------------------------------------------------------------------------------
+# Shared with scripts/train_demos.py so that training and loading see bit-identical tensors.
+
+
+@cache
+def _sklearn_arrays(source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (features, targets) of a scikit-learn bundled dataset; cached, never mutate them."""
+    from sklearn import datasets  # imported lazily: it is slow and only demos need it
+
+    if source == "digits":
+        bunch = datasets.load_digits()
+    elif source == "breast_cancer":
+        bunch = datasets.load_breast_cancer()
+    elif source == "diabetes":
+        bunch = datasets.load_diabetes(scaled=False)
+    else:
+        raise ValueError(f"unknown scikit-learn source {source!r}")
+    return bunch.data, bunch.target
+
+
+@lru_cache(maxsize=1)
+def _mnist1d_tensors() -> dict[str, torch.Tensor]:
+    return load_file(MNIST1D_FILE)
+
+
+def build_datasets(spec: dict[str, Any]) -> tuple[TensorDataset, TensorDataset]:
+    """The (train, validation) datasets that a demo's JSON spec describes."""
+    source = spec["data_source"]
+    shape = (-1, *spec["input_shape"])
+    if source == "mnist1d":
+        data = _mnist1d_tensors()
+        # clone(): the cached tensors must not be shared with (and mutated by) callers.
+        return (
+            TensorDataset(data["x_train"].reshape(shape).clone(), data["y_train"].clone()),
+            TensorDataset(data["x_val"].reshape(shape).clone(), data["y_val"].clone()),
+        )
+
+    x, y = _sklearn_arrays(source)
+    if source == "digits":
+        x = x / 16.0  # pixel intensities 0..16 -> 0..1
+    else:
+        # Train-split statistics in float64, stored as repr-exact JSON floats.
+        x = (x - np.asarray(spec["feature_mean"])) / np.asarray(spec["feature_std"])
+    target_dtype = torch.int64 if spec["task"] == "classification" else torch.float32
+
+    def subset(indices: list[int]) -> TensorDataset:
+        idx = np.asarray(indices, dtype=np.int64)
+        inputs = torch.from_numpy(x[idx].astype(np.float32)).reshape(shape)
+        return TensorDataset(inputs, torch.as_tensor(y[idx]).to(target_dtype))
+
+    return subset(spec["train_indices"]), subset(spec["val_indices"])

@@ -1,0 +1,49 @@
+"""The criterion interface: one method that scores every weight of a layer."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import torch
+
+from workbench.pruning.layers import PrunableLayer
+
+
+class LayerStatistics(Protocol):
+    """Data-dependent statistics of the dense model, computed once on demand for all layers."""
+
+    def taylor(self, layer: PrunableLayer) -> torch.Tensor:
+        """Σ over batches of |w · ∂L/∂w|, shaped like the weight."""
+        ...
+
+    def input_norm(self, layer: PrunableLayer) -> torch.Tensor:
+        """ℓ2 norm of each input feature (channel) over the data, broadcastable to the weight."""
+        ...
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    layer: PrunableLayer
+    weight: torch.Tensor  # the dense weight; never modify it
+    statistics: LayerStatistics
+    seed: int = 0
+
+
+class Criterion(ABC):
+    """Scores weights by importance: the lowest scores are pruned first.
+
+    Granularities sum scores over the weights of a unit (a channel, say), so a score should be
+    additive: |w| sums to a channel's L1 norm, w² to its squared L2 norm.
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    description: ClassVar[str]
+    #: Statistics the criterion reads, so callers can warn that it runs the data through the model.
+    needs_data: ClassVar[bool] = False
+
+    @abstractmethod
+    def scores(self, context: LayerContext) -> torch.Tensor:
+        """One non-negative score per weight, shaped like the weight."""
