@@ -5,6 +5,14 @@ import streamlit as st
 from ui import loaders, state, widgets
 
 st.set_page_config(page_title="Prune Workbench", page_icon="✂️", layout="wide")
+st.html(
+    """<style>
+    .block-container {padding-top: 2.2rem; padding-bottom: 2rem;}
+    [data-testid="stMetricValue"] {font-size: 1.55rem;}
+    [data-testid="stMetricLabel"] p {font-size: 0.85rem;}
+    h1 {padding-top: 0.2rem;}
+    </style>"""
+)
 
 pages = st.navigation(
     [
@@ -20,12 +28,6 @@ with st.sidebar:
     widgets.demo_picker()
     meta = loaders.demo(state.demo()).meta
     st.caption(meta.description)
-    plan = state.plan()
-    pruned = sum(1 for v in plan.sparsity.values() if v > 0)
-    st.caption(
-        f"Plan: **{pruned}** layer{'s' if pruned != 1 else ''} pruned · {plan.method} · "
-        f"{plan.granularity} · {plan.scope} scope"
-    )
 
 state.sync_url()
 pages.run()

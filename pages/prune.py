@@ -47,21 +47,29 @@ def _reset() -> None:
 
 
 def _sync_widgets() -> None:
-    """Widgets show the plan: it may have changed on another page, by URL or by a reset."""
+    """Widgets show the plan: it may have changed on another page, by URL or by a reset.
+
+    Only differing values are written: writing a widget's state overrides the browser's value,
+    which would undo key presses made while a rerun was in flight.
+    """
     plan = state.plan()
+    wanted = {
+        state.widget_key(field): getattr(plan, field)
+        for field in ("method", "granularity", "scope")
+    }
     for layer in bench.layer_names:
-        st.session_state[state.widget_key("slider", layer)] = _percent(
-            plan.sparsity.get(layer, 0.0)
+        wanted[state.widget_key("slider", layer)] = _percent(plan.sparsity.get(layer, 0.0))
+        wanted[state.widget_key("lock", layer)] = layer in state.locks()
+    free = {plan.sparsity.get(n, 0.0) for n in bench.layer_names if n not in state.locks()}
+    if len(free) == 1:
+        wanted[state.widget_key("global")] = _percent(free.pop())
+    else:
+        wanted.setdefault(
+            state.widget_key("global"), st.session_state.get(state.widget_key("global"), 0)
         )
-        st.session_state[state.widget_key("lock", layer)] = layer in state.locks()
-    free = [n for n in bench.layer_names if n not in state.locks()]
-    values = {plan.sparsity.get(n, 0.0) for n in free}
-    if len(values) == 1:
-        st.session_state[state.widget_key("global")] = _percent(values.pop())
-    elif state.widget_key("global") not in st.session_state:
-        st.session_state[state.widget_key("global")] = 0
-    for field in ("method", "granularity", "scope"):
-        st.session_state[state.widget_key(field)] = getattr(plan, field)
+    for key, value in wanted.items():
+        if st.session_state.get(key) != value:
+            st.session_state[key] = value
 
 
 @st.fragment
@@ -71,7 +79,7 @@ def workbench_panel() -> None:
     granularity = GRANULARITIES[plan.granularity]
     global_scope = plan.scope == "global" and granularity.ranks_globally
 
-    options = st.columns([1.2, 1.2, 0.9, 2.2, 0.8], vertical_alignment="bottom")
+    options = st.columns([1.3, 1.3, 0.9, 0.8], vertical_alignment="bottom")
     options[0].selectbox(
         "Criterion",
         list(CRITERIA),
@@ -96,32 +104,33 @@ def workbench_panel() -> None:
         key=state.widget_key("scope"),
         on_change=_on_option,
         args=("scope",),
-        help="Layer: each layer to its own sparsity. Global: one target "
-        "over all unlocked layers, ranked together.",
+        help="Layer: each layer to its own sparsity. Global: one target over all unlocked "
+        "layers, ranked together.",
     )
-    options[3].slider(
-        "All unlocked layers",
-        0,
-        100,
-        step=1,
-        format="%d%%",
-        key=state.widget_key("global"),
-        on_change=_on_global,
-        help="Sets every unlocked layer to the same sparsity.",
-    )
-    options[4].button(
+    options[3].button(
         "Reset to dense", on_click=_reset, icon=":material/restart_alt:", width="stretch"
     )
 
     report = bench.evaluate(plan)
-    left, right = st.columns([1, 2.1], gap="large")
+    widgets.metric_cards(report)
+    widgets.size_cards(report)
+    left, right = st.columns([1, 1.9], gap="large")
 
     with left:
-        st.markdown("**Sparsity per layer**")
+        st.slider(
+            "**All unlocked layers**",
+            0,
+            100,
+            step=1,
+            format="%d%%",
+            key=state.widget_key("global"),
+            on_change=_on_global,
+            help="Sets every unlocked layer to the same sparsity.",
+        )
         if global_scope:
             st.caption(
-                "Global scope: the layers below are ranked together; each slider shows "
-                "the target, the bar chart shows where the cut really fell."
+                "Global scope: unlocked layers are ranked together; the bar chart shows where "
+                "the cut really fell in each."
             )
         if not granularity.ranks_globally:
             st.caption(
@@ -129,13 +138,13 @@ def workbench_panel() -> None:
                 f"({1 - granularity.n / granularity.m:.0%} of each group)."
             )
         for row in layers.itertuples():
-            lock_col, slider_col = st.columns([0.12, 0.88], vertical_alignment="center")
+            lock_col, slider_col = st.columns([0.1, 0.9], vertical_alignment="center")
             lock_col.checkbox(
-                "🔒",
+                f"Lock {row.name}",
                 key=state.widget_key("lock", row.name),
                 on_change=_on_lock,
                 args=(row.name,),
-                help=f"Lock {row.name}: the global slider leaves it alone.",
+                label_visibility="collapsed",
             )
             slider_col.slider(
                 f"{row.name} · {row.kind} {row.shape}",
@@ -148,10 +157,9 @@ def workbench_panel() -> None:
                 args=(row.name,),
                 disabled=global_scope and row.name in state.locks(),
             )
+        st.caption("Tick a box to lock a layer: the global slider leaves it alone.")
 
     with right:
-        widgets.metric_cards(report)
-        widgets.size_cards(report)
         pruned_any = report.size["nonzero_params"] < report.dense_size["nonzero_params"]
         if pruned_any and not granularity.structured:
             st.info(

@@ -17,13 +17,10 @@ st.caption(
 )
 
 controls = st.columns([2, 1, 1], vertical_alignment="bottom")
-layer = controls[0].selectbox(
-    "Layer",
-    bench.layer_names,
-    index=bench.layer_names.index(state.touched_layer())
-    if state.touched_layer() in bench.layer_names
-    else 0,
-)
+# Start on the layer the user last moved, else the first one the plan prunes.
+pruned = [name for name in bench.layer_names if plan.sparsity.get(name, 0) > 0]
+start = state.touched_layer() or (pruned[0] if pruned else bench.layer_names[0])
+layer = controls[0].selectbox("Layer", bench.layer_names, index=bench.layer_names.index(start))
 log = controls[1].toggle("Log count axis", value=False)
 show_mask = controls[2].toggle("Show mask on the map", value=True)
 
