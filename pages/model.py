@@ -55,3 +55,5 @@ if meta.class_names:
 if meta.feature_names:
     with st.expander(f"Input features ({len(meta.feature_names)})"):
         st.write(", ".join(meta.feature_names))
+
+st.page_link("pages/prune.py", label="Start pruning", icon=":material/content_cut:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.request
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -104,3 +105,8 @@ def test_weights_page_draws_histograms_and_map(page: Page, streamlit_server: str
     charts.nth(2).wait_for(state="visible")  # detail histogram, weight map, all-layer grid
     assert "features.2" in page.get_by_test_id("stMain").inner_text()
     screenshot(page, "weights-page")
+
+
+def test_server_health(streamlit_server: str) -> None:
+    with urllib.request.urlopen(f"{streamlit_server}/_stcore/health", timeout=10) as response:
+        assert response.read().decode() == "ok"
