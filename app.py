@@ -26,8 +26,7 @@ with st.sidebar:
     st.markdown("### ✂️ Prune Workbench")
     st.caption("Look inside a neural network and prune it by hand, with exact numbers.")
     widgets.demo_picker()
-    meta = loaders.demo(state.demo()).meta
-    st.caption(meta.description)
+    st.caption(loaders.info(state.demo()).description)
 
 state.sync_url()
 pages.run()

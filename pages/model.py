@@ -4,9 +4,8 @@ import streamlit as st
 
 from ui import loaders, state, widgets
 
-demo = loaders.demo(state.demo())
+meta = loaders.info(state.demo())
 bench = loaders.bench(state.demo())
-meta = demo.meta
 report = bench.evaluate(state.plan())
 
 st.title(meta.title)
@@ -17,13 +16,11 @@ facts = st.columns(4)
 facts[0].metric("Task", meta.task.capitalize(), border=True)
 facts[1].metric("Input", f"{meta.input_kind} · {input_text}", border=True)
 facts[2].metric("Parameters", f"{report.dense_size['total_params']:,}", border=True)
-facts[3].metric("Validation samples", f"{len(demo.val):,}", border=True)
+facts[3].metric("Validation samples", f"{meta.n_val:,}", border=True)
 
 st.subheader("Dense model on the validation set")
-st.caption(
-    f"{meta.dataset}. Trained on {meta.n_train:,} samples; measured on {meta.n_val:,} "
-    "held-out samples it never saw."
-)
+trained = f"Trained on {meta.n_train:,} samples; measured" if meta.n_train else "Measured"
+st.caption(f"{meta.dataset}. {trained} on {meta.n_val:,} held-out samples.")
 widgets.metric_cards(report, dense_only=True)
 
 st.subheader("Prunable layers")

@@ -1,10 +1,16 @@
-"""Cached, shared resources. Everything returned here is shared by all sessions: read only."""
+"""Models and their engines, by key: a demo's name, or a model this session uploaded.
+
+Demo engines are cached with st.cache_resource and shared by all sessions: read only (a
+Workbench prunes a private copy and is thread-safe; each session keeps its own plan). Uploaded
+models live in their session only.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from workbench import Demo, Workbench, load_demo
+from ui import state
+from workbench import Demo, ModelInfo, Workbench, list_demos, load_demo
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -13,8 +19,21 @@ def demo(name: str) -> Demo:
 
 
 @st.cache_resource(show_spinner="Measuring the dense model on the validation set…")
-def bench(name: str) -> Workbench:
-    """One engine per model, shared by all sessions: it prunes a private copy and is thread-safe;
-    each session keeps its own plan."""
+def _demo_bench(name: str) -> Workbench:
     d = demo(name)
     return Workbench(d.model, d.val, class_names=d.meta.class_names)
+
+
+def available() -> list[str]:
+    """Keys of every model this session can pick: the demos, then its own uploads."""
+    return list_demos() + list(state.uploads())
+
+
+def info(key: str) -> ModelInfo:
+    uploads = state.uploads()
+    return uploads[key].info if key in uploads else demo(key).info
+
+
+def bench(key: str) -> Workbench:
+    uploads = state.uploads()
+    return uploads[key].bench if key in uploads else _demo_bench(key)

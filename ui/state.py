@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
-from workbench import CRITERIA, GRANULARITIES, SCOPES, PlanError, PruningPlan, list_demos
+from workbench import (
+    CRITERIA,
+    GRANULARITIES,
+    SCOPES,
+    ModelInfo,
+    PlanError,
+    PruningPlan,
+    Workbench,
+    list_demos,
+)
 
 DEFAULT_DEMO = "digits-cnn"
 _PLANS = "plans"  # {demo: PruningPlan}; not a widget key, so it survives page changes
 _LOCKS = "locks"  # {demo: set of locked layer names}
 _DEMO = "demo"
 _TOUCHED = "touched"  # {demo: the layer whose slider moved last}
+_UPLOADS = "uploads"  # {key: Upload}: models this session brought; never shared
+
+
+@dataclass(frozen=True)
+class Upload:
+    info: ModelInfo
+    bench: Workbench
 
 
 def _init() -> None:
@@ -19,6 +37,7 @@ def _init() -> None:
     st.session_state[_PLANS] = {}
     st.session_state[_LOCKS] = {}
     st.session_state[_TOUCHED] = {}
+    st.session_state[_UPLOADS] = {}
     params = st.query_params
     demo = params.get("demo", DEFAULT_DEMO)
     st.session_state[_DEMO] = demo if demo in list_demos() else DEFAULT_DEMO
@@ -30,6 +49,18 @@ def _init() -> None:
 def demo() -> str:
     _init()
     return st.session_state[_DEMO]
+
+
+def uploads() -> dict[str, Upload]:
+    _init()
+    return st.session_state[_UPLOADS]
+
+
+def add_upload(key: str, info: ModelInfo, bench: Workbench) -> None:
+    """Keep a model this session loaded, and switch to it."""
+    uploads()[key] = Upload(info, bench)
+    st.session_state[_PLANS].pop(key, None)
+    set_demo(key)
 
 
 def set_demo(name: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import loaders, state
-from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Report, list_demos
+from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Report
 
 METRIC_LABELS = {
     "accuracy": "Accuracy",
@@ -50,7 +50,7 @@ def fmt_count(n: float) -> str:
 
 def demo_picker() -> None:
     """The sidebar's model choice, shared by every page."""
-    names = list_demos()
+    names = loaders.available()
     current = state.demo()
 
     def changed() -> None:
@@ -62,7 +62,7 @@ def demo_picker() -> None:
         names,
         key="demo_picker",
         on_change=changed,
-        format_func=lambda n: f"{n} · {loaders.demo(n).meta.title}",
+        format_func=lambda n: f"{n} · {loaders.info(n).title}",
         help="A built-in demo: a small trained model with its validation data.",
     )
 

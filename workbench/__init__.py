@@ -8,7 +8,7 @@ report = bench.evaluate(wb.PruningPlan(sparsity={"features.0": 0.5}))
 
 from workbench.evaluate import Report, Workbench
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
-from workbench.models import Demo, DemoMeta, list_demos, load_demo
+from workbench.models import Demo, DemoMeta, ModelInfo, list_demos, load_demo
 from workbench.pruning.criteria import CRITERIA, Criterion, LayerContext, register_criterion
 from workbench.pruning.granularity import GRANULARITIES, Granularity
 from workbench.pruning.layers import PrunableLayer, find_prunable_layers
@@ -25,6 +25,7 @@ __all__ = [
     "DemoMeta",
     "Granularity",
     "LayerContext",
+    "ModelInfo",
     "PlanError",
     "PrunableLayer",
     "PruningPlan",

@@ -125,6 +125,11 @@ class Workbench:
         )
 
     @property
+    def val_inputs(self) -> torch.Tensor:
+        """The validation inputs, on the workbench's device (read-only)."""
+        return torch.cat(self._inputs)
+
+    @property
     def prunable_layers(self) -> list[PrunableLayer]:
         return list(self._layers)
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from workbench.models.architectures import ARCHITECTURES
+from workbench.models.info import ModelInfo
 
 __all__ = [
     "MNIST1D_FILE",
@@ -76,6 +77,24 @@ class Demo:
     @property
     def task(self) -> str:
         return self.meta.task
+
+    @property
+    def info(self) -> ModelInfo:
+        m = self.meta
+        return ModelInfo(
+            name=m.name,
+            title=m.title,
+            description=m.description,
+            task=m.task,
+            input_kind=m.input_kind,
+            input_shape=m.input_shape,
+            class_names=m.class_names,
+            feature_names=m.feature_names,
+            target_name=m.target_name,
+            dataset=m.dataset,
+            n_train=m.n_train,
+            n_val=m.n_val,
+        )
 
 
 def list_demos() -> list[str]:
