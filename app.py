@@ -17,8 +17,11 @@ st.html(
 pages = st.navigation(
     [
         st.Page("pages/model.py", title="Model", icon=":material/hub:", default=True),
+        st.Page("pages/load.py", title="Load your model", icon=":material/upload_file:"),
         st.Page("pages/weights.py", title="Weights", icon=":material/bar_chart:"),
         st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:"),
+        st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/tune:"),
+        st.Page("pages/importance.py", title="Importance", icon=":material/insights:"),
     ]
 )
 

@@ -26,7 +26,7 @@ def _demo_bench(name: str) -> Workbench:
 
 def available() -> list[str]:
     """Keys of every model this session can pick: the demos, then its own uploads."""
-    return list_demos() + list(state.uploads())
+    return list_demos(include_synthetic=True) + list(state.uploads())
 
 
 def info(key: str) -> ModelInfo:
@@ -36,4 +36,10 @@ def info(key: str) -> ModelInfo:
 
 def bench(key: str) -> Workbench:
     uploads = state.uploads()
-    return uploads[key].bench if key in uploads else _demo_bench(key)
+    if key in uploads:
+        return uploads[key].bench
+    try:
+        return _demo_bench(key)
+    except (ValueError, TypeError, RuntimeError, MemoryError) as error:
+        st.error(f"The model {key!r} could not be prepared: {error}", icon=":material/error:")
+        st.stop()

@@ -40,7 +40,7 @@ def _init() -> None:
     st.session_state[_UPLOADS] = {}
     params = st.query_params
     demo = params.get("demo", DEFAULT_DEMO)
-    st.session_state[_DEMO] = demo if demo in list_demos() else DEFAULT_DEMO
+    st.session_state[_DEMO] = demo if demo in list_demos(include_synthetic=True) else DEFAULT_DEMO
     plan = plan_from_query(dict(params))
     if plan is not None:
         st.session_state[_PLANS][st.session_state[_DEMO]] = plan

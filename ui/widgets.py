@@ -94,7 +94,7 @@ def size_cards(report: Report) -> None:
     cards = [
         (
             "Non-zero params",
-            fmt_count(size["nonzero_params"]),
+            f"{size['nonzero_params']:,}",
             f"{size['nonzero_params'] - dense['nonzero_params']:+,}",
             "inverse",
             f"{size['nonzero_params']:,} of {size['total_params']:,} parameters are non-zero.",

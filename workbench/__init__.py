@@ -6,8 +6,20 @@ bench = wb.Workbench(demo.model, demo.val)
 report = bench.evaluate(wb.PruningPlan(sparsity={"features.0": 0.5}))
 """
 
+from workbench.analysis import (
+    DEFAULT_LEVELS,
+    TARGET_KINDS,
+    Budget,
+    BudgetError,
+    Proposal,
+    ScanError,
+    ScanProgress,
+    scan_iter,
+    solve_budget,
+)
 from workbench.evaluate import Report, Workbench
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
+from workbench.explain import ATTRIBUTION_METHODS, LAYER_METHODS, Attribution, ExplainError
 from workbench.models import Demo, DemoMeta, ModelInfo, list_demos, load_demo
 from workbench.pruning.criteria import CRITERIA, Criterion, LayerContext, register_criterion
 from workbench.pruning.granularity import GRANULARITIES, Granularity
@@ -15,14 +27,29 @@ from workbench.pruning.layers import PrunableLayer, find_prunable_layers
 from workbench.pruning.plan import SCOPES, PlanError, PruningPlan
 
 __all__ = [
+    # sensitivity scans and budgets (workbench.analysis)
+    "DEFAULT_LEVELS",
+    "TARGET_KINDS",
+    "Budget",
+    "BudgetError",
+    "Proposal",
+    "ScanError",
+    "ScanProgress",
+    "scan_iter",
+    "solve_budget",
+    # the rest
+    "ATTRIBUTION_METHODS",
     "CRITERIA",
     "GRANULARITIES",
     "HIGHER_IS_BETTER",
+    "LAYER_METHODS",
     "PRIMARY_METRIC",
     "SCOPES",
+    "Attribution",
     "Criterion",
     "Demo",
     "DemoMeta",
+    "ExplainError",
     "Granularity",
     "LayerContext",
     "ModelInfo",

@@ -14,9 +14,61 @@ from workbench.models import list_demos, load_demo
 from workbench.pruning.plan import PlanError, PruningPlan
 
 
+def add_source_options(command: argparse.ArgumentParser) -> None:
+    """--demo, or your own --model and --data: for every subcommand that needs a Workbench."""
+    command.add_argument("--demo", default="digits-cnn", help="a built-in demo model")
+    command.add_argument(
+        "--model",
+        help="your model instead of a demo: a torch.export .pt2, a TorchScript file, "
+        "safetensors or .pt weights (with --arch), or a Hugging Face folder",
+    )
+    command.add_argument("--arch", help="for a weights file: path/to/file.py:factory")
+    command.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a whole pickled model: unpickling runs code from the file, so only for "
+        "files you trust",
+    )
+    command.add_argument(
+        "--data",
+        help="validation data for --model: .pt/.npz tensors, a CSV, a zip of image folders "
+        "(one per class) or a text file",
+    )
+    command.add_argument(
+        "--target", help="the CSV column (or array) of targets; '' for none (label-free)"
+    )
+
+
 def _bench(args: argparse.Namespace) -> Workbench:
-    demo = load_demo(args.demo)
-    return Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    """The Workbench of --demo, or of --model with --data (subcommands without those: --demo)."""
+    model_path, data_path = getattr(args, "model", None), getattr(args, "data", None)
+    if model_path is None and data_path is None:
+        demo = load_demo(args.demo)
+        return Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    if model_path is None or data_path is None:
+        raise ValueError("--model and --data go together: your model and its validation data")
+    from workbench import io as wio  # lazily: demos need none of it
+
+    model = wio.load_model(model_path, architecture=args.arch, trust_pickle=args.trust_pickle)
+    data = wio.load_data(
+        data_path,
+        target=args.target,
+        tokenizer=model.tokenizer,
+        class_names=model.class_names or None,
+    )
+    for line in model.summary():
+        print(f"model: {line}", file=sys.stderr)
+    for line in data.info.notes:
+        print(f"data: {line}", file=sys.stderr)
+    done = None
+    for event in wio.build_workbench(model, data, name=Path(model_path).name):
+        print(f"[{event.step}/{event.total}] {event.message}", file=sys.stderr, flush=True)
+        done = event
+    assert done is not None and done.bench is not None and done.report is not None
+    for finding in done.report.findings:
+        if finding.level in ("warning", "info"):
+            print(f"{finding.level}: {finding.message}", file=sys.stderr)
+    return done.bench
 
 
 def _cmd_demos(args: argparse.Namespace) -> int:
@@ -56,7 +108,7 @@ def _read_plan(path: str) -> PruningPlan:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     plan = _read_plan(args.plan) if args.plan else PruningPlan()
     report = _bench(args).evaluate(plan)
-    print(json.dumps(report.to_dict(), indent=2))
+    print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     return 0
 
 
@@ -69,13 +121,72 @@ def build_parser() -> argparse.ArgumentParser:
         ("evaluate", _cmd_evaluate, "evaluate a pruning plan and print the report as JSON"),
     ):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--demo", default="digits-cnn", help="a built-in demo model")
+        add_source_options(command)
         command.set_defaults(run=run)
         if name == "layers":
             command.add_argument("--json", action="store_true", help="print JSON records")
         else:
             command.add_argument("--plan", help="a plan JSON file (PruningPlan.to_json)")
+    _add_sensitivity_command(commands)
     return parser
+
+
+def _add_sensitivity_command(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "sensitivity",
+        help="prune each layer alone to each level and print the metrics (or write a CSV)",
+    )
+    command.add_argument("--demo", default="digits-cnn", help="a built-in demo model")
+    command.add_argument("--method", default="l1", help="pruning criterion (default l1)")
+    command.add_argument(
+        "--granularity", default="unstructured", help="granularity (default unstructured)"
+    )
+    command.add_argument(
+        "--levels", help="comma-separated sparsities, e.g. 0,0.5,0.9 (default 0,0.1,...,0.99)"
+    )
+    command.add_argument("--subset", type=int, help="evaluate on N validation samples (seeded)")
+    command.add_argument(
+        "--bootstrap", type=int, default=0, help="bootstrap resamples for 95%% intervals (0: none)"
+    )
+    command.add_argument("--seed", type=int, default=0, help="seed of the subset and bootstrap")
+    command.add_argument("--csv", help="write the table to this CSV file instead of printing it")
+    command.set_defaults(run=_cmd_sensitivity)
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from workbench.analysis.sensitivity import parse_levels, scan_iter
+
+    levels = parse_levels(args.levels) if args.levels is not None else None
+    if args.csv and not Path(args.csv).resolve().parent.is_dir():
+        raise ValueError(f"cannot write {args.csv!r}: its folder does not exist")
+    bench = _bench(args)
+    live = sys.stderr.isatty()  # a counter rewritten in place; in a log, one line per layer
+    frame, width = None, 0
+    for event in scan_iter(
+        bench, levels, args.method, args.granularity, args.subset, args.bootstrap, args.seed
+    ):
+        if isinstance(event, pd.DataFrame):
+            frame = event
+            continue
+        counter = f"[{event.done:>{len(str(event.total))}}/{event.total}]"
+        if live:
+            line = f"{counter} {event.layer} at {event.level:.0%}"
+            print("\r" + line.ljust(width), end="", file=sys.stderr, flush=True)
+            width = max(width, len(line))
+        elif event.done % (event.total // len(bench.layer_names)) == 0:
+            print(f"{counter} {event.layer} done", file=sys.stderr, flush=True)
+    if width:
+        print(file=sys.stderr)
+    assert frame is not None
+    if args.csv:
+        try:
+            frame.to_csv(args.csv, index=False)
+        except OSError as error:
+            raise ValueError(f"cannot write {args.csv!r}: {error.strerror or error}") from None
+        print(f"wrote {len(frame)} rows to {args.csv}", file=sys.stderr)
+    else:
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

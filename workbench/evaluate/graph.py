@@ -9,15 +9,18 @@ Models that cannot be traced run whole, as a single step.
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from workbench.pruning.layers import PRUNABLE_MODULES, WEIGHT_OPS, PrunableLayer
+from workbench.pruning.layers import PRUNABLE_MODULES, PrunableLayer, weight_use
 
 Env = dict[fx.Node, Any]
 #: Called with (layer, input, output) whenever a prunable layer runs: activation statistics, FLOPs.
@@ -42,6 +45,8 @@ class GraphRunner:
         self.graph_module = trace(model)
         self.layers = layers
         self._by_weight = {layer.weight_name: layer for layer in layers}
+        # A TorchScript model runs with its weights swapped in place: one run at a time.
+        self._swap_lock = threading.RLock()
         if self.graph_module is None:
             self.nodes: list[fx.Node] = []
             self.cuts = {layer.name: 0 for layer in layers}
@@ -50,6 +55,9 @@ class GraphRunner:
         gm = self.graph_module
         self.nodes = list(gm.graph.nodes)
         self.end = len(self.nodes)
+        # The model's input: the first placeholder (a torch.export graph lists its weights'
+        # get_attr nodes before it).
+        self._input = next((n for n in self.nodes if n.op == "placeholder"), None)
         self._index = {node: i for i, node in enumerate(self.nodes)}
         self._modules = dict(gm.named_modules())
         last_use = {
@@ -59,12 +67,8 @@ class GraphRunner:
         for node, i in last_use.items():
             if i >= 0 and node.op != "get_attr":
                 self._free_after[i].append(node)
-        # The live set at cut c: values made before c and still read at or after c.
-        self._live: list[list[fx.Node]] = []
-        for c in range(self.end + 1):
-            self._live.append(
-                [n for n in self.nodes[:c] if n.op != "get_attr" and last_use[n] >= c]
-            )
+        self._last_use = last_use
+        self._live: dict[int, list[fx.Node]] = {}
         self.cuts = self._find_cuts()
 
     # ---- structure -------------------------------------------------------------------------
@@ -91,7 +95,13 @@ class GraphRunner:
         return cuts
 
     def live_nodes(self, cut: int) -> list[fx.Node]:
-        return self._live[cut] if self.graph_module is not None else []
+        if self.graph_module is None:
+            return []
+        if cut not in self._live:  # values made before the cut and still read at or after it
+            self._live[cut] = [
+                n for n in self.nodes[:cut] if n.op != "get_attr" and self._last_use[n] >= cut
+            ]
+        return self._live[cut]
 
     # ---- execution -------------------------------------------------------------------------
 
@@ -120,7 +130,7 @@ class GraphRunner:
             env[node] = self._execute(node, env, weights, layer_hook)
             for dead in self._free_after[i]:
                 env.pop(dead, None)
-        return {node: env[node] for node in self._live[stop]}
+        return {node: env[node] for node in self.live_nodes(stop)}
 
     def _load(self, arg: Any, env: Mapping[Any, Any], weights: Mapping[str, torch.Tensor]) -> Any:
         def value(node: fx.Node) -> Any:
@@ -140,7 +150,7 @@ class GraphRunner:
         layer_hook: LayerHook | None,
     ) -> Any:
         if node.op == "placeholder":
-            if "input" in env and node is self.nodes[0]:
+            if "input" in env and node is self._input:
                 return env["input"]
             if node.args:  # a placeholder with a default value
                 return node.args[0]
@@ -151,10 +161,10 @@ class GraphRunner:
         kwargs = self._load(node.kwargs, env, weights)
         if node.op == "call_function":
             result = node.target(*args, **kwargs)
-            if layer_hook is not None and node.target in WEIGHT_OPS:
-                weight_node = node.args[1]
-                if isinstance(weight_node, fx.Node) and weight_node.target in self._by_weight:
-                    layer_hook(self._by_weight[weight_node.target], args[0], result)
+            if layer_hook is not None:
+                use = weight_use(node)
+                if use is not None and use.target in self._by_weight:
+                    layer_hook(self._by_weight[use.target], args[use.input_index], result)
             return result
         if node.op == "call_method":
             self_obj, *rest = args
@@ -180,6 +190,8 @@ class GraphRunner:
     def _run_whole(
         self, batch: torch.Tensor, weights: Mapping[str, torch.Tensor], layer_hook: LayerHook | None
     ) -> Any:
+        if isinstance(self.model, torch.jit.ScriptModule):
+            return self._run_scripted(batch, weights, layer_hook)
         handles = []
         if layer_hook is not None:
             modules = dict(self.model.named_modules())
@@ -196,6 +208,80 @@ class GraphRunner:
         finally:
             for handle in handles:
                 handle.remove()
+
+
+    def _run_scripted(
+        self, batch: torch.Tensor, weights: Mapping[str, torch.Tensor], layer_hook: LayerHook | None
+    ) -> Any:
+        # functional_call cannot enter TorchScript, and ScriptModules take no forward hooks: swap
+        # the weights on the model itself (the engine's private copy) and put them back, and see
+        # each layer's input where an operation reads its weight.
+        with self._swap_lock, _swapped(self.model, weights):
+            if layer_hook is None:
+                return self.model(batch)
+            current = {name: _attr(self.model, name) for name in self._by_weight}
+            with _WeightReads(current, self._by_weight, layer_hook):
+                return self.model(batch)
+
+
+@contextlib.contextmanager
+def _swapped(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    originals = []
+    try:
+        for name, tensor in weights.items():
+            owner_name, _, attr = name.rpartition(".")
+            owner = _attr(model, owner_name) if owner_name else model
+            originals.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, tensor)
+        yield
+    finally:
+        for owner, attr, tensor in reversed(originals):
+            setattr(owner, attr, tensor)
+
+
+# Operations that read a layer weight, with the positions of (activation, weight); what a
+# TorchScript Linear or Conv becomes at the dispatcher (linear decomposes into t + addmm/mm).
+_aten = torch.ops.aten
+_READS: dict[Any, tuple[int, int]] = {
+    _aten.convolution.default: (0, 1),
+    _aten._convolution.default: (0, 1),
+    _aten.conv1d.default: (0, 1),
+    _aten.conv2d.default: (0, 1),
+    _aten.conv3d.default: (0, 1),
+    _aten.linear.default: (0, 1),
+    _aten.addmm.default: (1, 2),
+    _aten.mm.default: (0, 1),
+}
+
+
+class _WeightReads(TorchDispatchMode):
+    """Calls the layer hook whenever an operation reads a layer's weight (matched by storage)."""
+
+    def __init__(
+        self,
+        tensors: Mapping[str, torch.Tensor],
+        layers: Mapping[str, PrunableLayer],
+        hook: LayerHook,
+    ) -> None:
+        super().__init__()
+        self._by_storage = {}
+        for name, tensor in tensors.items():
+            self._by_storage.setdefault(_storage(tensor), layers[name])
+        self._hook = hook
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        result = func(*args, **(kwargs or {}))
+        positions = _READS.get(func)
+        if positions is not None and len(args) > positions[1]:
+            weight = args[positions[1]]
+            layer = self._by_storage.get(_storage(weight)) if torch.is_tensor(weight) else None
+            if layer is not None:
+                self._hook(layer, args[positions[0]], result)
+        return result
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
 
 
 def _attr(module: nn.Module, target: str) -> Any:

@@ -10,7 +10,14 @@ import torch.nn.functional as F
 Task = Literal["classification", "regression"]
 
 #: The headline metric of each task: what the app shows first and what budgets protect.
-PRIMARY_METRIC: dict[str, str] = {"classification": "accuracy", "regression": "r2"}
+#: Without targets ("label-free", see `label_free_task`) the pruned model is compared with the
+#: dense model only.
+PRIMARY_METRIC: dict[str, str] = {
+    "classification": "accuracy",
+    "regression": "r2",
+    "classification-label-free": "agreement",
+    "regression-label-free": "agreement_rmse",
+}
 #: Whether a larger value of a metric is better.
 HIGHER_IS_BETTER: dict[str, bool] = {
     "accuracy": True,
@@ -22,6 +29,11 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "r2": True,
     "agreement_rmse": False,
 }
+
+
+def label_free_task(task: str) -> str:
+    """The name a report gives its task when the data has no targets."""
+    return f"{task}-label-free"
 
 
 def infer_task(targets: torch.Tensor) -> Task:
@@ -68,9 +80,32 @@ def regression_metrics(
     }
 
 
-def compute_metrics(
-    task: Task, outputs: torch.Tensor, targets: torch.Tensor, dense_outputs: torch.Tensor
+def label_free_metrics(
+    task: Task, outputs: torch.Tensor, dense_outputs: torch.Tensor
 ) -> dict[str, float]:
+    """Agreement with the dense model, and the loss against the dense model's predictions.
+
+    With no targets, the dense model's predictions stand in for them: `loss` is the task's loss
+    against those (cross-entropy to its argmax, or MSE to its outputs), the same pseudo-labels
+    the taylor criterion uses.
+    """
+    if task == "classification":
+        logits, dense_logits = outputs.double(), dense_outputs.double()
+        reference = dense_logits.argmax(dim=1)
+        return {
+            "agreement": (logits.argmax(dim=1) == reference).double().mean().item(),
+            "loss": F.cross_entropy(logits, reference).item(),
+        }
+    difference = outputs.double().reshape(-1) - dense_outputs.double().reshape(-1)
+    mse = difference.square().mean().item()
+    return {"agreement_rmse": mse**0.5, "loss": mse}
+
+
+def compute_metrics(
+    task: Task, outputs: torch.Tensor, targets: torch.Tensor | None, dense_outputs: torch.Tensor
+) -> dict[str, float]:
+    if targets is None:
+        return label_free_metrics(task, outputs, dense_outputs)
     if task == "classification":
         return classification_metrics(outputs, targets, dense_outputs)
     return regression_metrics(outputs, targets, dense_outputs)

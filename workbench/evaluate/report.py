@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,9 +47,16 @@ class Report:
         return {
             "plan": self.plan.to_dict(),
             "task": self.task,
-            "metrics": self.metrics,
-            "dense_metrics": self.dense_metrics,
+            "metrics": _json_safe(self.metrics),
+            "dense_metrics": _json_safe(self.dense_metrics),
             "size": self.size,
             "dense_size": self.dense_size,
-            "layers": self.layers.to_dict(orient="records"),
+            # Missing values (e.g. no method for a dense layer) as null: strict JSON has no NaN.
+            "layers": self.layers.astype(object).where(self.layers.notna(), None).to_dict(
+                orient="records"
+            ),
         }
+
+
+def _json_safe(values: dict[str, float]) -> dict[str, float | None]:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}

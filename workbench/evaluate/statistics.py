@@ -48,6 +48,27 @@ class DataStatistics:
         norm = self._input_sq[layer.weight_name].sqrt()  # (in_channels,)
         return _broadcast_to_weight(norm, layer)
 
+    def channel_attribution(self, layer: PrunableLayer, method: str) -> torch.Tensor:
+        """Mean |attribution| of each output channel on the dense model, for all layers at once."""
+        computed: dict[str, dict[str, torch.Tensor]] = vars(self).setdefault("_attribution", {})
+        if method not in computed:
+            # Imported here: workbench.explain brings in Captum, which only these criteria need.
+            from workbench.explain.importance import criterion_attribution
+
+            computed[method] = criterion_attribution(
+                self._runner.model,
+                self._runner.layers,
+                torch.cat([inputs for inputs, _ in self._batches()]),
+                method,
+                classification=self._task == "classification",
+            )
+        if layer.name not in computed[method]:
+            raise ValueError(
+                f"layer {layer.name!r} cannot be hooked (it is not a regular module), so the "
+                f"{method} criterion cannot score its channels; choose another criterion for it"
+            )
+        return computed[method][layer.name]
+
     def _loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self._task == "classification":
             return F.cross_entropy(outputs, targets, reduction="sum")

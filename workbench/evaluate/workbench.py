@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import io
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,7 +19,13 @@ from torch.utils.data import Dataset, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from workbench.evaluate.graph import GraphRunner
-from workbench.evaluate.metrics import Task, compute_metrics, confusion_matrix, infer_task
+from workbench.evaluate.metrics import (
+    Task,
+    compute_metrics,
+    confusion_matrix,
+    infer_task,
+    label_free_task,
+)
 from workbench.evaluate.report import Report
 from workbench.evaluate.size import TensorSize, total_size
 from workbench.evaluate.statistics import DataStatistics
@@ -40,7 +48,7 @@ class Workbench:
     def __init__(
         self,
         model: nn.Module,
-        val_data: Dataset | tuple[torch.Tensor, torch.Tensor],
+        val_data: Dataset | tuple[torch.Tensor, torch.Tensor | None] | torch.Tensor,
         *,
         task: Task | None = None,
         device: str | torch.device | None = None,
@@ -53,15 +61,18 @@ class Workbench:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.batch_size = batch_size
         inputs, targets = as_tensors(val_data)
-        self.task: Task = task or infer_task(targets)
-        if self.task not in ("classification", "regression"):
+        #: False for data without targets: metrics then compare with the dense model only.
+        self.labelled = targets is not None
+        if task is None and targets is not None:
+            task = infer_task(targets)
+        if task not in (None, "classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-        if self.task == "classification":
+        if task == "classification" and targets is not None:
             targets = targets.long()
-        self.targets = targets.to(self.device)
+        self.targets = targets.to(self.device) if targets is not None else None
         self._inputs = [b.to(self.device) for b in inputs.split(batch_size)]
 
-        self.model = copy.deepcopy(model).to(self.device).eval()
+        self.model = _private_copy(model).to(self.device).eval()
         for param in self.model.parameters():
             param.requires_grad_(False)
         self._runner = GraphRunner(self.model, [])
@@ -72,6 +83,10 @@ class Workbench:
                 "nn.Linear and nn.Conv1d/2d/3d layers (or of linear/convolution operations)"
             )
         self._runner = GraphRunner(self.model, layers)
+        # Without targets, the model's outputs tell the task: logits, or one value per sample.
+        self.task: Task = task or _task_of(
+            self._runner.run({"input": self._inputs[0]}, 0, self._runner.end, {})
+        )
         self._dense = {
             layer.weight_name: _weight(self.model, self._runner, layer) for layer in layers
         }
@@ -157,7 +172,7 @@ class Workbench:
             cached = self._reports.get(key)
             if cached is not None:
                 self._reports.move_to_end(key)
-                return replace(cached, plan=plan)
+                return _fresh_copy(cached, plan)
             weights = {
                 self._builder.layers[name].weight_name: self._masked_weight(name, spec)
                 for name, spec in specs.items()
@@ -165,9 +180,9 @@ class Workbench:
             outputs = self._forward(specs, weights)
             report = Report(
                 plan=plan,
-                task=self.task,
+                task=self.task if self.labelled else label_free_task(self.task),
                 metrics=compute_metrics(self.task, outputs, self.targets, self.dense_outputs),
-                dense_metrics=self.dense_metrics,
+                dense_metrics=dict(self.dense_metrics),
                 size=self._size(specs),
                 dense_size=self.dense_size,
                 layers=self._layer_table(specs),
@@ -178,7 +193,7 @@ class Workbench:
             self._reports[key] = report
             if len(self._reports) > REPORT_CACHE_SIZE:
                 self._reports.popitem(last=False)
-            return report
+            return _fresh_copy(report, plan)
 
     def outputs(self, plan: PruningPlan) -> torch.Tensor:
         """The pruned model's outputs on the validation inputs."""
@@ -192,27 +207,82 @@ class Workbench:
 
     def pruned_model(self, plan: PruningPlan) -> nn.Module:
         """A new model with the plan's zeros written into its weights (the caller owns it)."""
-        model = copy.deepcopy(self.model)
+        with self._lock:  # a run may be swapping weights on the model (functional_call, jit)
+            model = _private_copy(self.model)
         params = dict(model.named_parameters())
         with self._lock, torch.no_grad():
             for name, mask in self._builder.masks(plan).items():
                 weight = params.get(self._builder.layers[name].weight_name)
                 if weight is None:
                     raise ValueError(f"layer {name!r} has no parameter to write to")
-                weight.mul_(mask)
+                weight.copy_(torch.where(mask, weight, 0.0))
+        for param in model.parameters():
+            param.requires_grad_(True)  # the caller may fine-tune it
         return model
+
+    def attribute(
+        self,
+        indices: Sequence[int] | torch.Tensor | int,
+        method: str = "integrated_gradients",
+        plan: PruningPlan | None = None,
+        target: Any = None,
+        **options: Any,
+    ) -> Any:
+        """Captum input attributions of validation samples on the dense model or a plan's.
+
+        Returns a `workbench.explain.Attribution`: `.attributions` shaped like the inputs,
+        `.delta` where the method has one, `.predictions`, `.targets`, `.confidence`.
+        """
+        from workbench.explain.attributions import attribute  # lazy: Captum is slow to import
+
+        return attribute(self, indices, method, plan, target, **options)
+
+    def layer_importance(
+        self,
+        method: str = "conductance",
+        plan: PruningPlan | None = None,
+        samples: int | Sequence[int] | None = None,
+    ) -> pd.DataFrame:
+        """One row per (layer, channel) with its Captum importance (see workbench.explain)."""
+        from workbench.explain.importance import layer_importance  # lazy: Captum
+
+        return layer_importance(self, method, plan, samples)
+
+    def sensitivity(
+        self,
+        levels: Sequence[float] | None = None,
+        method: str = "l1",
+        granularity: str = "unstructured",
+        **options: Any,
+    ) -> pd.DataFrame:
+        """One row per (layer, level): the metrics with only that layer pruned to that level.
+
+        Default levels 0, 0.1, ..., 0.9, 0.95, 0.99. Options: `subset`, `bootstrap`, `seed`,
+        `confidence`, `progress` (see `workbench.analysis.sensitivity.scan`). Cached per settings.
+        """
+        from workbench.analysis.sensitivity import scan
+
+        return scan(self, levels, method, granularity, **options)
 
     # ---- evaluation --------------------------------------------------------------------------
 
     def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return list(zip(self._inputs, self.targets.split(self.batch_size), strict=True))
+        # Without targets, the dense model's predictions stand in for them (taylor's loss).
+        targets = self.targets if self.targets is not None else self._pseudo_targets()
+        return list(zip(self._inputs, targets.split(self.batch_size), strict=True))
+
+    def _pseudo_targets(self) -> torch.Tensor:
+        if self.task == "classification":
+            return self.dense_outputs.argmax(dim=1)
+        return self.dense_outputs.reshape(-1)
 
     def _masked_weight(self, name: str, spec: MaskSpec) -> torch.Tensor:
         key = (name, spec)
         if key not in self._masked:
             dense = self._dense[self._builder.layers[name].weight_name]
-            # The same product torch.nn.utils.prune computes (weight_orig * weight_mask).
-            self._masked[key] = dense * self._builder.mask(name, spec)
+            # Removed weights become +0.0: outputs equal torch.nn.utils.prune's weight * mask
+            # exactly, and compressed sizes are not inflated by -0.0 bit patterns.
+            self._masked[key] = torch.where(self._builder.mask(name, spec), dense, 0.0)
             if len(self._masked) > 4 * len(self._layers):
                 self._masked.popitem(last=False)
         self._masked.move_to_end(key)
@@ -269,6 +339,7 @@ class Workbench:
                     env, position = result, stop
             if b == 0 and saved:
                 saved = self._fit_budget(saved, len(self._inputs))
+                stops = [*sorted(saved), self._runner.end]
         for cut, envs in saved.items():
             self._activations.put(key(cut), envs)
         if start_envs is not None:
@@ -286,7 +357,7 @@ class Workbench:
         return kept
 
     def _check_outputs(self) -> None:
-        out, n = self.dense_outputs, self.targets.shape[0]
+        out, n = self.dense_outputs, sum(batch.shape[0] for batch in self._inputs)
         if out.shape[0] != n:
             raise ValueError(f"the model returned {out.shape[0]} outputs for {n} inputs")
         if not torch.isfinite(out).all():
@@ -296,7 +367,11 @@ class Workbench:
                 raise ValueError(
                     f"a classifier must return (batch, classes) logits, got {tuple(out.shape)}"
                 )
-            low, high = int(self.targets.min()), int(self.targets.max())
+            low, high = (
+                (int(self.targets.min()), int(self.targets.max()))
+                if self.targets is not None
+                else (0, 0)
+            )
             if low < 0 or high >= out.shape[1]:
                 raise ValueError(
                     f"labels must be within 0..{out.shape[1] - 1} for a model with "
@@ -311,12 +386,23 @@ class Workbench:
         if self.task != "classification":
             return None
         n_classes = outputs.shape[1]
-        return confusion_matrix(outputs.argmax(dim=1), self.targets, n_classes).cpu().numpy()
+        # Without targets, rows are the dense model's predictions: the diagonal is agreement.
+        truth = self.targets if self.targets is not None else self.dense_outputs.argmax(dim=1)
+        return confusion_matrix(outputs.argmax(dim=1), truth, n_classes).cpu().numpy()
 
     # ---- size and FLOPs ----------------------------------------------------------------------
 
     def _count_flops(self) -> tuple[dict[str, int], int]:
-        sample = self._inputs[0][:1]
+        try:
+            return self._flops_of(self._inputs[0][:1])
+        except (AssertionError, RuntimeError):
+            # A program exported for a fixed batch size runs whole batches only: count one
+            # batch, then per sample (every layer's work grows linearly with the batch).
+            batch = self._inputs[0]
+            per_layer, total = self._flops_of(batch)
+            return {k: v // len(batch) for k, v in per_layer.items()}, total // len(batch)
+
+    def _flops_of(self, sample: torch.Tensor) -> tuple[dict[str, int], int]:
         per_layer: dict[str, int] = {}
 
         def record(layer: PrunableLayer, inputs: torch.Tensor, output: torch.Tensor) -> None:
@@ -343,7 +429,8 @@ class Workbench:
                 if spec is None
                 else self._masked_weight(layer.name, spec)
             )
-            self._sizes[key] = TensorSize.of(weight, sparse=True)
+            # Unpruned weights are stored dense; pruned ones in the smaller sparse encoding.
+            self._sizes[key] = TensorSize.of(weight, sparse=spec is not None)
         return self._sizes[key]
 
     def _size(self, specs: dict[str, MaskSpec]) -> dict[str, float]:
@@ -375,6 +462,19 @@ class Workbench:
                 }
             )
         return pd.DataFrame(rows)
+
+
+def _fresh_copy(report: Report, plan: PruningPlan) -> Report:
+    """A report the caller may modify without touching the cached one or other sessions'."""
+    return replace(
+        report,
+        plan=plan,
+        metrics=dict(report.metrics),
+        dense_metrics=dict(report.dense_metrics),
+        size=dict(report.size),
+        dense_size=dict(report.dense_size),
+        layers=report.layers.copy(),
+    )
 
 
 class _ActivationCache:
@@ -415,12 +515,18 @@ def _env_bytes(env: dict) -> int:
     return total
 
 
-def as_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) from a Dataset of (x, y) pairs or an (X, Y) tensor pair."""
+def as_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(inputs, targets) from a Dataset of (x, y) pairs or an (X, Y) tensor pair.
+
+    Inputs alone (a tensor, or an (X, None) pair) have no targets: (inputs, None).
+    """
+    if isinstance(data, torch.Tensor):
+        data = (data, None)
     if (
         isinstance(data, (tuple, list))
         and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
+        and isinstance(data[0], torch.Tensor)
+        and (data[1] is None or isinstance(data[1], torch.Tensor))
     ):
         inputs, targets = data
     elif isinstance(data, TensorDataset):
@@ -438,7 +544,7 @@ def as_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
         )
     if inputs.shape[0] == 0:
         raise ValueError("the validation data is empty")
-    if inputs.shape[0] != targets.shape[0]:
+    if targets is not None and inputs.shape[0] != targets.shape[0]:
         raise ValueError(
             f"{inputs.shape[0]} inputs but {targets.shape[0]} targets in the validation data"
         )
@@ -456,6 +562,27 @@ def _as_tensor(output: Any) -> torch.Tensor:
     if isinstance(output, dict) and "logits" in output:
         return output["logits"]
     raise TypeError(f"cannot read predictions from a model output of type {type(output).__name__}")
+
+
+def _private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy; a TorchScript model is copied through its archive (deepcopy makes its
+    parameters non-leaf tensors, whose flags can no longer be changed)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():  # TorchScript is deprecated; loaded models still run
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.save(model, buffer)
+            buffer.seek(0)
+            return torch.jit.load(buffer, map_location="cpu")
+    with warnings.catch_warnings():  # torch's own pytree deprecation, on exported programs
+        warnings.simplefilter("ignore", FutureWarning)
+        return copy.deepcopy(model)
+
+
+def _task_of(output: Any) -> Task:
+    """Classification for (batch, classes) logits, regression for one value per sample."""
+    out = _as_tensor(output)
+    return "classification" if out.dim() == 2 and out.shape[1] > 1 else "regression"
 
 
 def _graph(runner: GraphRunner) -> torch.fx.Graph | None:

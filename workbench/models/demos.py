@@ -97,21 +97,68 @@ class Demo:
         )
 
 
-def list_demos() -> list[str]:
-    """Names of the demos, the default first."""
-    return list(_DEMO_NAMES)
+#: Built from seeds at load time (seconds, not milliseconds): offered last, for trying scale.
+_SYNTHETIC_NAMES = ("scale-resnet",)
+
+
+def list_demos(include_synthetic: bool = False) -> list[str]:
+    """Names of the trained demos, the default first; then the synthetic scale workload."""
+    return list(_DEMO_NAMES) + (list(_SYNTHETIC_NAMES) if include_synthetic else [])
 
 
 def load_demo(name: str) -> Demo:
     """Load a demo's model (a fresh object each call) and rebuild its datasets."""
+    if name == "scale-resnet":
+        return _scale_demo()
     if name not in _DEMO_NAMES:
-        raise ValueError(f"unknown demo {name!r}; valid names: {', '.join(_DEMO_NAMES)}")
+        valid = ", ".join(_DEMO_NAMES + _SYNTHETIC_NAMES)
+        raise ValueError(f"unknown demo {name!r}; valid names: {valid}")
     spec = _read_spec(name)
     model = ARCHITECTURES[spec["architecture"]]()
     model.load_state_dict(load_file(ZOO_DIR / f"{name}.safetensors"), strict=True)
     model.eval()
     train, val = build_datasets(spec)
     return Demo(name=name, model=model, train=train, val=val, meta=_meta(spec))
+
+
+def _scale_demo() -> Demo:
+    from workbench.models.synthetic import scale_workload
+
+    model, (inputs, labels) = scale_workload()
+    with torch.no_grad():
+        accuracy = torch.cat([model(b) for b in inputs.split(512)]).argmax(1) == labels
+    n = len(labels)
+    meta = DemoMeta(
+        name="scale-resnet",
+        title="Synthetic ResNet (1.3M params, scale test)",
+        description=(
+            "A ResNet-18-shaped CNN with seeded random weights on 2,000 synthetic 32x32 colour "
+            "images, labelled by its own predictions with 20% noise: not a trained model, but "
+            "the size of a real one, to feel how fast the workbench is at scale."
+        ),
+        architecture="ScaleResNet",
+        task="classification",
+        input_kind="image",
+        input_shape=tuple(inputs.shape[1:]),
+        class_names=tuple(str(i) for i in range(10)),
+        feature_names=(),
+        target_name="",
+        dataset="Synthetic: seeded smooth random images (no download)",
+        n_train=0,
+        n_val=n,
+        params=sum(p.numel() for p in model.parameters()),
+        seed=0,
+        dense_metrics={"accuracy": accuracy.double().mean().item()},
+        training={},
+    )
+    data = TensorDataset(inputs, labels)
+    return Demo(
+        name="scale-resnet",
+        model=model,
+        train=TensorDataset(inputs[:0], labels[:0]),
+        val=data,
+        meta=meta,
+    )
 
 
 def _read_spec(name: str) -> dict[str, Any]:

@@ -24,7 +24,79 @@ WEIGHT_OPS: dict[object, str] = {
     _aten.conv1d.default: "Conv1d",
     _aten.conv2d.default: "Conv2d",
     _aten.conv3d.default: "Conv3d",
+    # Decomposed programs (ep.run_decompositions(), core ATen): the kind follows the weight's
+    # rank for convolution; addmm/mm read a Linear weight through a transpose (see weight_use).
+    _aten.convolution.default: "Conv",
+    _aten.addmm.default: "Linear",
+    _aten.mm.default: "Linear",
 }
+
+# Where each operation reads its activation and its weight, when not (input, weight, ...).
+_ARG_POSITIONS: dict[object, tuple[int, int]] = {
+    _aten.addmm.default: (1, 2),  # addmm(bias, input, weight.t())
+    _aten.mm.default: (0, 1),  # mm(input, weight.t())
+}
+# Operations that hand addmm/mm a Linear weight transposed: t(w), permute(w, [1, 0]), transpose.
+_TRANSPOSES = {
+    _aten.t.default,
+    _aten.permute.default,
+    _aten.transpose.int,
+    _aten.numpy_T.default,
+}
+# The weight rank of each layer kind (TorchScript keeps a module type only as `original_name`).
+_WEIGHT_RANK = {"Linear": 2, "Conv1d": 3, "Conv2d": 4, "Conv3d": 5}
+
+
+@dataclass(frozen=True)
+class WeightUse:
+    """A graph node's use of a prunable weight: which attribute, and where its activation is."""
+
+    target: str  # the get_attr target, e.g. "features.0.weight"
+    kind: str  # "Linear", "Conv", "Conv2d", ...
+    input_index: int  # position of the activation among the node's arguments
+    groups: int
+
+
+def weight_use(node: torch.fx.Node) -> WeightUse | None:
+    """The prunable weight a call_function node reads, or None."""
+    if node.op != "call_function" or node.target not in WEIGHT_OPS:
+        return None
+    input_index, weight_index = _ARG_POSITIONS.get(node.target, (0, 1))
+    if len(node.args) <= weight_index:
+        return None
+    weight = node.args[weight_index]
+    if node.target in _ARG_POSITIONS:
+        # Only a Linear weight read through a plain 2-D transpose is a layer; any other matrix
+        # product (attention scores, a user's own matmul) is not.
+        if not (isinstance(weight, torch.fx.Node) and _is_transpose(weight)):
+            return None
+        weight = weight.args[0]
+    if not isinstance(weight, torch.fx.Node) or weight.op != "get_attr":
+        return None
+    if node.target is _aten.convolution.default and _arg(node, 6, "transposed", False):
+        return None  # a transposed convolution's weight is (in, out, ...): not prunable here
+    return WeightUse(
+        target=str(weight.target),
+        kind=WEIGHT_OPS[node.target],
+        input_index=input_index,
+        groups=_conv_groups(node),
+    )
+
+
+def _is_transpose(node: torch.fx.Node) -> bool:
+    if node.op != "call_function" or node.target not in _TRANSPOSES:
+        return False
+    if node.target is _aten.permute.default:
+        return list(_arg(node, 1, "dims", [])) == [1, 0]
+    if node.target is _aten.transpose.int:
+        return {_arg(node, 1, "dim0", 0), _arg(node, 2, "dim1", 1)} in ({0, 1}, {-1, -2})
+    return True
+
+
+def _arg(node: torch.fx.Node, index: int, name: str, default: object) -> object:
+    if name in node.kwargs:
+        return node.kwargs[name]
+    return node.args[index] if len(node.args) > index else default
 
 
 @dataclass(frozen=True)
@@ -58,38 +130,52 @@ def find_prunable_layers(
     """
     layers: dict[str, PrunableLayer] = {}
     for name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_MODULES) and isinstance(module.weight, torch.Tensor):
+        kind = _module_kind(module)
+        if kind is not None:
             layers[f"{name}.weight"] = PrunableLayer(
                 name=name,
-                kind=type(module).__name__
-                if type(module) in PRUNABLE_MODULES
-                else _base_kind(module),
+                kind=kind,
                 weight_name=f"{name}.weight",
                 shape=tuple(module.weight.shape),
-                groups=getattr(module, "groups", 1),
+                groups=int(getattr(module, "groups", 1)),
             )
     if graph is not None:
         for node in graph.nodes:
-            if node.op != "call_function" or node.target not in WEIGHT_OPS or len(node.args) < 2:
+            use = weight_use(node)
+            if use is None or use.target in layers:
                 continue
-            weight = node.args[1]
-            if not isinstance(weight, torch.fx.Node) or weight.op != "get_attr":
-                continue
-            if weight.target in layers:
-                continue
-            tensor = _get_attr(model, weight.target)
+            tensor = _get_attr(model, use.target)
             if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
                 continue
-            groups = _conv_groups(node)
-            name = weight.target.removesuffix(".weight")
-            layers[weight.target] = PrunableLayer(
-                name=name,
-                kind=WEIGHT_OPS[node.target],
-                weight_name=weight.target,
+            kind = use.kind
+            if kind == "Conv":
+                kind = {3: "Conv1d", 4: "Conv2d", 5: "Conv3d"}.get(tensor.dim(), "")
+            expected_rank = _WEIGHT_RANK.get(kind)
+            if expected_rank != tensor.dim():
+                continue  # e.g. mm on a 3-D tensor: not a layer weight we know how to prune
+            layers[use.target] = PrunableLayer(
+                name=use.target.removesuffix(".weight"),
+                kind=kind,
+                weight_name=use.target,
                 shape=tuple(tensor.shape),
-                groups=groups,
+                groups=use.groups,
             )
     return list(layers.values())
+
+
+def _module_kind(module: nn.Module) -> str | None:
+    """"Linear", "Conv2d", ... for a module whose `weight` we prune; None for any other."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return None
+    if isinstance(module, PRUNABLE_MODULES):
+        return type(module).__name__ if type(module) in PRUNABLE_MODULES else _base_kind(module)
+    if isinstance(module, torch.jit.ScriptModule):
+        # TorchScript keeps the class name only; the weight's rank confirms the layout.
+        kind = getattr(module, "original_name", None)
+        if _WEIGHT_RANK.get(kind) == weight.dim() and not getattr(module, "transposed", False):
+            return kind
+    return None
 
 
 def _base_kind(module: nn.Module) -> str:
@@ -97,10 +183,12 @@ def _base_kind(module: nn.Module) -> str:
 
 
 def _conv_groups(node: torch.fx.Node) -> int:
-    if "groups" in node.kwargs:
-        return int(node.kwargs["groups"])
-    # conv(input, weight, bias, stride, padding, dilation, groups)
-    return int(node.args[6]) if len(node.args) > 6 else 1
+    # conv(input, weight, bias, stride, padding, dilation, groups); convolution(input, weight,
+    # bias, stride, padding, dilation, transposed, output_padding, groups)
+    index = 8 if node.target is _aten.convolution.default else 6
+    if node.target in _ARG_POSITIONS or WEIGHT_OPS.get(node.target) == "Linear":
+        return 1
+    return int(_arg(node, index, "groups", 1))
 
 
 def _get_attr(model: nn.Module, target: str) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -42,20 +43,20 @@ class PruningPlan:
         for name, value in dict(self.sparsity).items():
             if not isinstance(name, str):
                 raise PlanError(f"layer names must be strings, got {name!r}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise PlanError(f"sparsity of {name!r} must be a number, got {value!r}")
             if not math.isfinite(value) or not 0.0 <= value <= 1.0:
                 raise PlanError(f"sparsity of {name!r} must be within [0, 1], got {value!r}")
             sparsity[name] = float(value)
         for method in (self.method, *dict(self.methods).values()):
-            if method not in CRITERIA:
+            if not isinstance(method, str) or method not in CRITERIA:
                 raise PlanError(f"unknown method {method!r}; choose one of {', '.join(CRITERIA)}")
-        if self.granularity not in GRANULARITIES:
+        if not isinstance(self.granularity, str) or self.granularity not in GRANULARITIES:
             raise PlanError(
                 f"unknown granularity {self.granularity!r}; "
                 f"choose one of {', '.join(GRANULARITIES)}"
             )
-        if self.scope not in SCOPES:
+        if not isinstance(self.scope, str) or self.scope not in SCOPES:
             raise PlanError(f"unknown scope {self.scope!r}; choose one of {', '.join(SCOPES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise PlanError(f"seed must be an integer, got {self.seed!r}")
@@ -64,6 +65,10 @@ class PruningPlan:
         object.__setattr__(
             self, "methods", MappingProxyType(dict(sorted(dict(self.methods).items())))
         )
+
+    def __reduce__(self) -> tuple:
+        # The read-only mappings do not pickle; a plan is rebuilt from its plain form.
+        return (PruningPlan.from_dict, (self.to_dict(),))
 
     def __hash__(self) -> int:
         return hash(self._key())

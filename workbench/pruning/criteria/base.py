@@ -22,6 +22,10 @@ class LayerStatistics(Protocol):
         """ℓ2 norm of each input feature (channel) over the data, broadcastable to the weight."""
         ...
 
+    def channel_attribution(self, layer: PrunableLayer, method: str) -> torch.Tensor:
+        """Mean |Captum attribution| of each output channel (workbench.explain layer methods)."""
+        ...
+
 
 @dataclass(frozen=True)
 class LayerContext:

@@ -1,0 +1,991 @@
+"""The engine against oracles: torch.nn.utils.prune masks and a fresh evaluation of a pruned copy.
+
+Every check runs on the shipped demos and on small seeded models that are not plain stacks: a
+residual CNN with BatchNorm, two branches over a shared value, an attention block, and a model
+torch.fx cannot trace (the engine then runs it whole).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune
+from torch.utils.flop_counter import FlopCounterMode
+
+import workbench as wb
+from workbench.evaluate.graph import trace
+from workbench.evaluate.metrics import compute_metrics
+
+AMOUNTS = (0.0, 0.1, 0.37, 0.5, 0.9, 1.0)  # floats: prune reads an int amount as a count
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    # These models are tiny: a second intra-op thread only adds synchronisation, which on a busy
+    # machine costs milliseconds per operation. Results are compared within this setting.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---- small non-sequential models -------------------------------------------------------------
+
+
+class ResidualCNN(nn.Module):
+    """Conv + BatchNorm stem and a residual block x + f(x)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, 6, 6)
+        x = F.relu(self.bn1(self.stem(x)))
+        x = x + self.conv2(F.relu(self.bn2(self.conv1(x))))
+        return self.head(F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1))
+
+
+class TwoBranch(nn.Module):
+    """One value read by two branches and by the concatenation that joins them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Defined out of execution order on purpose: the workbench must list layers as they run.
+        self.head = nn.Linear(8 + 8 + 16, 3)
+        self.right = nn.Linear(16, 8)
+        self.left = nn.Linear(16, 8)
+        self.inp = nn.Linear(12, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 12)
+        h = torch.tanh(self.inp(x))
+        a = self.left(h)
+        b = F.relu(self.right(h))
+        return self.head(torch.cat([a, b, h * a.sum(dim=1, keepdim=True)], dim=1))
+
+
+class TinyTransformer(nn.Module):
+    """Self-attention and a feed-forward block, each with a residual and LayerNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        self.attn = nn.MultiheadAttention(16, num_heads=4, batch_first=True)
+        self.norm1 = nn.LayerNorm(16)
+        self.ff1 = nn.Linear(16, 32)
+        self.ff2 = nn.Linear(32, 16)
+        self.norm2 = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T=5, 6)
+        h = self.embed(x)
+        a, _ = self.attn(h, h, h, need_weights=False)
+        h = self.norm1(h + a)
+        h = self.norm2(h + self.ff2(F.gelu(self.ff1(h))))
+        return self.head(h.mean(dim=1))
+
+
+class DataDependent(nn.Module):
+    """Python control flow on data: torch.fx cannot trace it, so the engine runs it whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(10, 24)
+        self.fc2 = nn.Linear(24, 24)
+        self.head = nn.Linear(24, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 10)
+        h = F.relu(self.fc1(x))
+        # bool() of a traced value: the branch depends on data, torch.fx cannot follow it.
+        h = h + F.relu(self.fc2(h)) if x.sum() > 0 else h - self.fc2(h)
+        return self.head(h)
+
+
+class TinyMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(7, 12)
+        self.fc2 = nn.Linear(12, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+# ---- cases: a model, its validation data and the batch size to evaluate with ------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+
+    @property
+    def classification(self) -> bool:
+        return not self.y.is_floating_point()
+
+
+@functools.cache
+def _demo(name: str) -> wb.Demo:
+    return wb.load_demo(name)
+
+
+def _demo_case(name: str, batch_size: int, n: int | None = None) -> Case:
+    demo = _demo(name)
+    x, y = demo.val.tensors
+    return Case(name, demo.model, x[:n], y[:n], batch_size)
+
+
+def _seeded_case(
+    name: str, cls: type[nn.Module], shape: tuple[int, ...], n: int, batch_size: int, seed: int
+) -> Case:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = cls().eval()
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):  # non-trivial running statistics
+                module.running_mean.normal_(0.0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.data.uniform_(0.5, 1.5)
+                module.bias.data.normal_(0.0, 0.2)
+        x = torch.randn(n, *shape)
+        if cls is DataDependent:  # batches of both signs take both branches
+            x[: n // 2] += 0.3
+            x[n // 2 :] -= 0.3
+        with torch.no_grad():
+            logits = model(x)
+        # Mostly the model's own predictions, so accuracy is far from chance and pruning shows.
+        y = torch.where(torch.rand(n) < 0.7, logits.argmax(1), torch.randint(0, 3, (n,)))
+    return Case(name, model, x, y, batch_size)
+
+
+CASE_FACTORIES: dict[str, Callable[[], Case]] = {
+    "digits-cnn": lambda: _demo_case("digits-cnn", 128),
+    "digits-mlp": lambda: _demo_case("digits-mlp", 512),
+    # Half of its 1000 validation signals, in three batches, keeps the suite fast.
+    "mnist1d-cnn": lambda: _demo_case("mnist1d-cnn", 200, n=500),
+    "tabular-mlp": lambda: _demo_case("tabular-mlp", 50),
+    "diabetes-regressor": lambda: _demo_case("diabetes-regressor", 32),
+    "residual-cnn": lambda: _seeded_case("residual-cnn", ResidualCNN, (3, 6, 6), 96, 40, 1),
+    "two-branch": lambda: _seeded_case("two-branch", TwoBranch, (12,), 80, 32, 2),
+    "transformer": lambda: _seeded_case("transformer", TinyTransformer, (5, 6), 60, 24, 3),
+    "untraceable": lambda: _seeded_case("untraceable", DataDependent, (10,), 100, 25, 4),
+}
+DEMOS = ["digits-cnn", "digits-mlp", "mnist1d-cnn", "tabular-mlp", "diabetes-regressor"]
+CUSTOM = ["residual-cnn", "two-branch", "transformer", "untraceable"]
+ALL_CASES = DEMOS + CUSTOM
+# The attention block's out_proj runs inside nn.MultiheadAttention: its inputs cannot be observed.
+UNOBSERVABLE = {"attn.out_proj"}
+
+
+@functools.cache
+def case(name: str) -> Case:
+    return CASE_FACTORIES[name]()
+
+
+@functools.cache
+def bench(name: str) -> wb.Workbench:
+    """One shared workbench per case, as the app shares one across sessions."""
+    c = case(name)
+    return wb.Workbench(c.model, (c.x, c.y), batch_size=c.batch_size)
+
+
+# ---- oracles ----------------------------------------------------------------------------------
+
+
+def fresh_outputs(
+    c: Case, masks: dict[str, torch.Tensor], batch_size: int | None = None
+) -> torch.Tensor:
+    """Outputs of a deep copy pruned with torch.nn.utils.prune, run batch by batch in order."""
+    model = copy.deepcopy(c.model).eval()
+    for name, mask in masks.items():
+        prune.custom_from_mask(model.get_submodule(name), "weight", mask)
+    with torch.no_grad():
+        return torch.cat([model(b) for b in c.x.split(batch_size or c.batch_size)])
+
+
+@functools.cache
+def dense_outputs(name: str, batch_size: int | None = None) -> torch.Tensor:
+    return fresh_outputs(case(name), {}, batch_size)
+
+
+def run_model(model: nn.Module, c: Case) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(b) for b in c.x.split(c.batch_size)])
+
+
+def weight_of(c: Case, layer: str) -> torch.Tensor:
+    return c.model.get_submodule(layer).weight.detach()
+
+
+def torch_mask(module: nn.Module, apply: Callable[[nn.Module], nn.Module]) -> torch.Tensor:
+    """The mask a torch.nn.utils.prune function puts on a copy of `module`."""
+    return apply(copy.deepcopy(module)).weight_mask.bool()
+
+
+_FRESH: dict[tuple, torch.Tensor] = {}
+
+
+def _memo_fresh_outputs(c: Case, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    """fresh_outputs, computed once per distinct set of masks (n:m plans share one pattern)."""
+    key = (
+        c.name,
+        c.batch_size,
+        tuple(sorted((n, m.numpy().tobytes()) for n, m in masks.items() if not m.all())),
+    )
+    if key not in _FRESH:
+        _FRESH[key] = fresh_outputs(c, masks)
+    return _FRESH[key]
+
+
+def check_report(c: Case, b: wb.Workbench, plan: wb.PruningPlan) -> wb.Report:
+    """The report and outputs equal a fresh evaluation of a pruned deep copy, exactly."""
+    report = b.evaluate(plan)
+    masks = b.masks(plan)
+    assert set(masks) == set(plan.sparsity)
+    fresh = _memo_fresh_outputs(c, masks)
+    assert torch.equal(b.outputs(plan), fresh), plan
+    if c.classification:
+        accuracy = (fresh.argmax(dim=1) == c.y).double().mean().item()
+        assert report.metrics["accuracy"] == accuracy, plan
+        n = fresh.shape[1]
+        confusion = torch.zeros(n, n, dtype=torch.int64)
+        confusion.index_put_((c.y, fresh.argmax(dim=1)), torch.ones_like(c.y), accumulate=True)
+        assert (report.confusion == confusion.numpy()).all()
+    else:
+        mse = (fresh.double().reshape(c.y.shape) - c.y.double()).square().mean().item()
+        assert report.metrics["mse"] == mse, plan
+    expected = compute_metrics(b.task, fresh, c.y, dense_outputs(c.name, c.batch_size))
+    assert report.metrics == expected, plan
+    assert report.plan == plan
+    nonzero = dict(zip(report.layers["name"], report.layers["nonzero"], strict=True))
+    for layer in b.layer_names:
+        weight = weight_of(c, layer)
+        kept = int(masks[layer].sum()) if layer in masks else weight.numel()
+        assert nonzero[layer] == kept, (plan, layer)
+    return report
+
+
+def slider_plans(layers: list[str], method: str, granularity: str) -> list[wb.PruningPlan]:
+    """What dragging sliders produces: one layer stepped, another, back to an earlier one, global."""
+    options = {"method": method, "granularity": granularity, "seed": 7 if method == "random" else 0}
+    first, middle, last = layers[0], layers[len(layers) // 2], layers[-1]
+    plans, sparsity = [], {}
+
+    def step(layer: str, value: float) -> None:
+        sparsity[layer] = value
+        plans.append(wb.PruningPlan(sparsity=dict(sparsity), **options))
+
+    for value in (0.1, 0.3, 0.55):
+        step(middle, value)
+    step(last, 0.7)
+    for value in (0.45, 1.0):
+        step(first, value)
+    step(middle, 0.3)  # back to an earlier layer
+    step(last, 0.0)
+    plans.append(plans[1])  # an earlier plan again
+    plans.append(wb.PruningPlan.uniform(layers, 0.4, scope="global", **options))
+    ramp = {name: (0.2, 0.5, 0.8)[i % 3] for i, name in enumerate(layers)}
+    plans.append(wb.PruningPlan(sparsity=ramp, scope="global", **options))
+    plans.append(wb.PruningPlan(sparsity=ramp, methods={last: "l2"}, **options))
+    plans.append(wb.PruningPlan(**options))
+    return plans
+
+
+def slider_layers(b: wb.Workbench, method: str) -> list[str]:
+    if method == "wanda":
+        return [n for n in b.layer_names if n not in UNOBSERVABLE]
+    return list(b.layer_names)
+
+
+# ---- masks against torch.nn.utils.prune --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn", "tabular-mlp"])
+def test_l1_unstructured_equals_torch_prune(name: str) -> None:
+    c, b = case(name), bench(name)
+    for layer in b.layer_names:
+        module = c.model.get_submodule(layer)
+        for amount in AMOUNTS:
+            mask = b.masks(wb.PruningPlan(sparsity={layer: amount}))[layer]
+            expected = torch_mask(module, lambda m, a=amount: prune.l1_unstructured(m, "weight", a))
+            assert mask.dtype == torch.bool and mask.shape == module.weight.shape
+            assert torch.equal(mask, expected), (layer, amount)
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn", "tabular-mlp"])
+@pytest.mark.parametrize("norm", [1, 2])
+def test_channel_masks_equal_torch_ln_structured(name: str, norm: int) -> None:
+    c, b = case(name), bench(name)
+    for layer in b.layer_names:
+        module = c.model.get_submodule(layer)
+        for amount in AMOUNTS:
+            plan = wb.PruningPlan(
+                sparsity={layer: amount}, method=f"l{norm}", granularity="channel"
+            )
+            expected = torch_mask(
+                module, lambda m, a=amount: prune.ln_structured(m, "weight", a, n=norm, dim=0)
+            )
+            assert torch.equal(b.masks(plan)[layer], expected), (layer, amount)
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn", "residual-cnn"])
+def test_global_scope_equals_torch_global_unstructured(name: str) -> None:
+    c, b = case(name), bench(name)
+    for amount in AMOUNTS:
+        copied = copy.deepcopy(c.model)
+        prune.global_unstructured(
+            [(copied.get_submodule(layer), "weight") for layer in b.layer_names],
+            pruning_method=prune.L1Unstructured,
+            amount=amount,
+        )
+        masks = b.masks(wb.PruningPlan.uniform(b.layer_names, amount, scope="global"))
+        for layer in b.layer_names:
+            expected = copied.get_submodule(layer).weight_mask.bool()
+            assert torch.equal(masks[layer], expected), (layer, amount)
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "two-branch"])
+def test_global_scope_with_uneven_sparsities_removes_the_smallest_overall(name: str) -> None:
+    c, b = case(name), bench(name)
+    sparsity = {layer: (0.1, 0.6, 0.35, 0.9)[i % 4] for i, layer in enumerate(b.layer_names)}
+    masks = b.masks(wb.PruningPlan(sparsity=sparsity, scope="global"))
+    sizes = {layer: weight_of(c, layer).numel() for layer in sparsity}
+    removed = sum(int((~m).sum()) for m in masks.values())
+    assert removed == round(sum(sparsity[n] * sizes[n] for n in sparsity))
+    kept = torch.cat([weight_of(c, n).abs()[masks[n]] for n in sparsity])
+    dropped = torch.cat([weight_of(c, n).abs()[~masks[n]] for n in sparsity])
+    assert dropped.max() <= kept.min()
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn", "transformer", "untraceable"])
+@pytest.mark.parametrize("method", sorted(wb.CRITERIA))
+def test_number_removed_is_rounded_share(name: str, method: str) -> None:
+    c, b = case(name), bench(name)
+    for layer in slider_layers(b, method):
+        weight = weight_of(c, layer)
+        channels = weight.shape[0]
+        for amount in AMOUNTS:
+            mask = b.masks(wb.PruningPlan(sparsity={layer: amount}, method=method))[layer]
+            assert int((~mask).sum()) == round(amount * weight.numel()), (layer, amount)
+            plan = wb.PruningPlan(sparsity={layer: amount}, method=method, granularity="channel")
+            mask = b.masks(plan)[layer].reshape(channels, -1)
+            whole = mask.all(dim=1) | (~mask).all(dim=1)
+            assert whole.all(), "channel pruning removes whole output channels"
+            assert int((~mask).all(dim=1).sum()) == round(amount * channels), (layer, amount)
+
+
+def _rows_along_input(t: torch.Tensor) -> torch.Tensor:
+    """(rows, in): for Conv, kernel positions fixed and the input channel running along a row."""
+    if t.dim() > 2:
+        t = t.movedim(1, -1)
+    return t.reshape(-1, t.shape[-1])
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn", "tabular-mlp", "transformer"])
+@pytest.mark.parametrize("pattern", ["2:4", "4:8"])
+@pytest.mark.parametrize("method", sorted(wb.CRITERIA))
+def test_n_m_keeps_n_largest_of_every_m(name: str, pattern: str, method: str) -> None:
+    c, b = case(name), bench(name)
+    n, m = map(int, pattern.split(":"))
+    checked_full_groups = 0
+    for layer in slider_layers(b, method):
+        weight = weight_of(c, layer)
+        mask = b.masks(wb.PruningPlan(sparsity={layer: 0.3}, method=method, granularity=pattern))
+        mask = mask[layer]
+        # Any non-zero sparsity applies the pattern; zero leaves the layer dense.
+        for other in (0.01, 1.0):
+            plan = wb.PruningPlan(sparsity={layer: other}, method=method, granularity=pattern)
+            assert torch.equal(b.masks(plan)[layer], mask)
+        dense = wb.PruningPlan(sparsity={layer: 0.0}, method=method, granularity=pattern)
+        assert b.masks(dense)[layer].all()
+
+        scores = b.unit_scores(layer, method, pattern).reshape(weight.shape)
+        if method == "l1":
+            assert torch.equal(scores, weight.abs().double())
+        rows_mask, rows_score = _rows_along_input(mask), _rows_along_input(scores)
+        length = rows_mask.shape[1]
+        for start in range(0, length, m):
+            group_mask = rows_mask[:, start : start + m]
+            group_score = rows_score[:, start : start + m]
+            r = group_mask.shape[1]
+            kept = group_mask.sum(dim=1)
+            expected_kept = r - r * (m - n) // m  # a shorter tail group keeps its share
+            assert (kept == expected_kept).all(), (layer, start)
+            if r == m:
+                assert (kept == n).all()
+                checked_full_groups += group_mask.shape[0]
+            # Within each group the removed weights are the lowest-scored ones.
+            high_removed = torch.where(group_mask, -torch.inf, group_score).max(dim=1).values
+            lowest_kept = torch.where(group_mask, group_score, torch.inf).min(dim=1).values
+            assert (high_removed <= lowest_kept).all(), (layer, start)
+    assert checked_full_groups > 0
+
+
+def test_n_m_tail_group_on_odd_input_width() -> None:
+    # tabular-mlp's first layer reads 30 features: 7 groups of 4 and a tail of 2 (2:4), or
+    # 3 groups of 8 and a tail of 6 (4:8).
+    b = bench("tabular-mlp")
+    weight = weight_of(case("tabular-mlp"), "net.0")
+    assert weight.shape[1] == 30
+    for pattern, removed_per_row in (("2:4", 7 * 2 + 1), ("4:8", 3 * 4 + 3)):
+        mask = b.masks(wb.PruningPlan(sparsity={"net.0": 0.5}, granularity=pattern))["net.0"]
+        assert ((~mask).sum(dim=1) == removed_per_row).all()
+
+
+# ---- reports equal a fresh evaluation ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+@pytest.mark.parametrize("method", sorted(wb.CRITERIA))
+def test_reports_equal_fresh_evaluation_along_slider_drags(name: str, method: str) -> None:
+    c, b = case(name), bench(name)
+    for granularity in wb.GRANULARITIES:
+        for plan in slider_plans(slider_layers(b, method), method, granularity):
+            check_report(c, b, plan)
+
+
+@pytest.mark.parametrize(
+    ("name", "cache_bytes"),
+    [
+        ("digits-cnn", 1),
+        ("diabetes-regressor", 1),
+        ("residual-cnn", 1),
+        ("two-branch", 1),
+        ("transformer", 1),
+        ("mnist1d-cnn", 1),
+        ("mnist1d-cnn", 200_000),  # the input's live set fits, the deeper ones do not
+    ],
+)
+def test_small_activation_cache_gives_identical_results(name: str, cache_bytes: int) -> None:
+    c, shared = case(name), bench(name)
+    b = wb.Workbench(c.model, (c.x, c.y), batch_size=c.batch_size, cache_bytes=cache_bytes)
+    assert len(c.x) > c.batch_size  # several batches: the budget is judged on the first one
+    methods = ["l1", "wanda", "random", "taylor"]  # one per granularity, data-driven ones too
+    for i, granularity in enumerate(wb.GRANULARITIES):
+        method = methods[i % len(methods)]
+        for plan in slider_plans(slider_layers(b, method), method, granularity):
+            report = check_report(c, b, plan)
+            assert report.metrics == shared.evaluate(plan).metrics
+            assert report.size == shared.evaluate(plan).size
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_dense_plans_give_exactly_the_dense_metrics(name: str) -> None:
+    c, b = case(name), bench(name)
+    expected = compute_metrics(b.task, dense_outputs(name), c.y, dense_outputs(name))
+    assert b.dense_metrics == expected
+    assert torch.equal(b.dense_outputs, dense_outputs(name))
+    for plan in (
+        wb.PruningPlan(),
+        wb.PruningPlan.uniform(b.layer_names, 0.0),
+        wb.PruningPlan.uniform(b.layer_names, 0.0, granularity="channel", scope="global"),
+        wb.PruningPlan.uniform(b.layer_names, 0.0, granularity="2:4", method="random"),
+    ):
+        report = b.evaluate(plan)
+        assert report.metrics == expected
+        assert report.size == b.dense_size
+        assert report.size["flops_effective"] == report.size["flops_dense"]
+        nonzero = sum(int(torch.count_nonzero(p)) for p in c.model.parameters())
+        assert report.size["nonzero_params"] == nonzero  # some biases start at zero
+        assert (report.layers["sparsity"] == 0).all()
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_CASES if n != "diabetes-regressor"])
+def test_fully_pruned_last_layer_outputs_its_bias(name: str) -> None:
+    c, b = case(name), bench(name)
+    last = b.layer_names[-1]
+    bias = c.model.get_submodule(last).bias.detach()
+    for granularity in ("unstructured", "channel"):
+        plan = wb.PruningPlan(sparsity={last: 1.0}, granularity=granularity)
+        outputs = b.outputs(plan)
+        assert torch.equal(outputs, bias.expand_as(outputs))
+        report = check_report(c, b, plan)
+        assert report.metrics["accuracy"] == (c.y == bias.argmax()).double().mean().item()
+        assert report.metrics["agreement"] == (
+            (dense_outputs(name).argmax(dim=1) == bias.argmax()).double().mean().item()
+        )
+        assert report.layers.set_index("name").loc[last, "nonzero"] == 0
+
+
+def test_fully_pruned_regressor_predicts_a_constant() -> None:
+    c, b = case("diabetes-regressor"), bench("diabetes-regressor")
+    model = c.model
+    report = check_report(c, b, wb.PruningPlan(sparsity={"net.4": 1.0}))
+    constant = model.net[4].bias.detach() * model.target_std + model.target_mean
+    outputs = b.outputs(wb.PruningPlan(sparsity={"net.4": 1.0}))
+    assert torch.equal(outputs, constant.expand_as(outputs))
+    y = c.y.double()
+    value = constant.double()
+    assert report.metrics["mse"] == (value - y).square().mean().item()
+    r2 = 1 - (value - y).square().sum().item() / (y - y.mean()).square().sum().item()
+    assert report.metrics["r2"] == pytest.approx(r2, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_fully_pruned_first_layer_makes_a_constant_model(name: str) -> None:
+    c, b = case(name), bench(name)
+    first = b.layer_names[0]
+    report = check_report(c, b, wb.PruningPlan(sparsity={first: 1.0}))
+    outputs = b.outputs(wb.PruningPlan(sparsity={first: 1.0}))
+    for chunk in outputs.split(c.batch_size):
+        assert (chunk == chunk[0]).all()
+    if name == "untraceable":
+        return  # its branch depends on the input itself, not only on the first layer
+    assert (outputs == outputs[0]).all()
+    if c.classification:
+        share = (c.y == outputs[0].argmax()).double().mean().item()
+        assert report.metrics["accuracy"] == share
+
+
+# ---- the caller's model, pruned copies, the report cache --------------------------------------
+
+
+def _snapshot(model: nn.Module) -> dict:
+    return {
+        "state": {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()},
+        "requires_grad": {k: p.requires_grad for k, p in model.named_parameters()},
+        "training": [m.training for m in model.modules()],
+    }
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "diabetes-regressor", *CUSTOM])
+def test_input_model_is_never_modified(name: str) -> None:
+    c = case(name)
+    model = copy.deepcopy(c.model)
+    before = _snapshot(model)
+    b = wb.Workbench(model, (c.x, c.y), batch_size=c.batch_size)
+    assert b.model is not model
+    for method in wb.CRITERIA:
+        for granularity in wb.GRANULARITIES:
+            layers = slider_layers(b, method)
+            for scope in ("layer", "global"):
+                plan = wb.PruningPlan.uniform(
+                    layers, 0.6, method=method, granularity=granularity, scope=scope
+                )
+                b.evaluate(plan)
+            b.pruned_model(plan)
+            b.unit_scores(layers[0], method, granularity)
+    after = _snapshot(model)
+    assert after["requires_grad"] == before["requires_grad"]
+    assert after["training"] == before["training"]
+    assert after["state"].keys() == before["state"].keys()
+    for key, value in before["state"].items():
+        assert torch.equal(after["state"][key], value), key
+    for module in model.modules():
+        assert not module._forward_pre_hooks and not module._forward_hooks
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn", *CUSTOM])
+def test_pruned_model_has_exactly_the_masked_weights(name: str) -> None:
+    c, b = case(name), bench(name)
+    layers = b.layer_names
+    for granularity in wb.GRANULARITIES:
+        plan = wb.PruningPlan(
+            sparsity={layer: (0.3, 0.8, 0.5)[i % 3] for i, layer in enumerate(layers)},
+            granularity=granularity,
+            methods={layers[-1]: "random"},
+        )
+        masks = b.masks(plan)
+        pruned = b.pruned_model(plan)
+        original = dict(c.model.named_parameters())
+        for key, param in pruned.named_parameters():
+            layer = key.removesuffix(".weight")
+            if layer in masks and key.endswith(".weight"):
+                expected = original[key].detach() * masks[layer]
+                assert torch.equal(param, expected), key
+                assert torch.equal(param != 0, masks[layer]), key
+            else:
+                assert torch.equal(param, original[key]), key
+        for key, buffer in pruned.named_buffers():
+            assert torch.equal(buffer, c.model.get_buffer(key)), key
+        assert torch.equal(run_model(pruned.eval(), c), b.outputs(plan))
+        # The caller owns the copy: changing it changes nothing in the workbench.
+        with torch.no_grad():
+            for param in pruned.parameters():
+                param.zero_()
+        assert torch.equal(b.outputs(plan), fresh_outputs(c, masks))
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "two-branch"])
+def test_identical_plans_are_answered_from_the_cache(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = case(name)
+    b = wb.Workbench(c.model, (c.x, c.y), batch_size=c.batch_size)
+    first, second = b.layer_names[0], b.layer_names[-1]
+    plan = wb.PruningPlan(sparsity={first: 0.4, second: 0.6}, method="taylor")
+    reordered = wb.PruningPlan(sparsity={second: 0.6, first: 0.4}, method="taylor")
+    padded = wb.PruningPlan(
+        sparsity={second: 0.6, first: 0.4, b.layer_names[1]: 0.0}, method="taylor"
+    )
+    assert plan == reordered and hash(plan) == hash(reordered)
+    report = b.evaluate(plan)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an identical plan must not run the model again")
+
+    monkeypatch.setattr(b, "_forward", refuse)
+    for again in (plan, reordered, padded):
+        cached = b.evaluate(again)
+        assert cached.plan == again
+        assert cached.metrics == report.metrics
+        assert cached.size == report.size
+        assert cached.layers.equals(report.layers)
+
+
+def test_mutating_a_report_does_not_change_later_reports() -> None:
+    c = case("tabular-mlp")
+    b = wb.Workbench(c.model, (c.x, c.y), batch_size=c.batch_size)
+    plan = wb.PruningPlan(sparsity={"net.0": 0.5})
+    report = b.evaluate(plan)
+    accuracy, dense_accuracy = report.metrics["accuracy"], b.dense_metrics["accuracy"]
+    nonzero = int(report.layers.loc[0, "nonzero"])
+    report.metrics["accuracy"] = -1.0
+    report.dense_metrics["accuracy"] = -1.0
+    report.layers.loc[0, "nonzero"] = -1
+    again = b.evaluate(plan)
+    assert again.metrics["accuracy"] == accuracy
+    assert b.dense_metrics["accuracy"] == dense_accuracy
+    assert int(again.layers.loc[0, "nonzero"]) == nonzero
+
+
+# ---- criteria ---------------------------------------------------------------------------------
+
+
+def test_random_criterion_is_deterministic_per_seed() -> None:
+    c = case("digits-cnn")
+    layers = bench("digits-cnn").layer_names
+    other = wb.Workbench(c.model, (c.x, c.y), batch_size=c.batch_size)
+    for granularity in wb.GRANULARITIES:
+
+        def masks(b: wb.Workbench, seed: int, g: str = granularity) -> dict[str, torch.Tensor]:
+            plan = wb.PruningPlan.uniform(layers, 0.5, method="random", granularity=g, seed=seed)
+            return b.masks(plan)
+
+        base = masks(bench("digits-cnn"), 0)
+        for seed in (0, 1, 12345):
+            same = masks(other, seed)
+            again = masks(bench("digits-cnn"), seed)
+            assert all(torch.equal(same[n], again[n]) for n in layers)
+        different = masks(other, 1)
+        for layer in layers:
+            if layer == "features.0" and granularity in ("2:4", "4:8"):
+                continue  # one input channel: a single tail element per group, nothing to choose
+            assert not torch.equal(base[layer], different[layer]), (granularity, layer)
+    # The seed only matters to the random criterion.
+    plans = [wb.PruningPlan.uniform(layers, 0.5, seed=s) for s in (0, 9)]
+    first, second = (bench("digits-cnn").masks(p) for p in plans)
+    assert all(torch.equal(first[n], second[n]) for n in layers)
+
+
+@pytest.mark.parametrize("seed", [2**53, -(2**62)])
+def test_any_accepted_seed_works(seed: int) -> None:
+    b = bench("tabular-mlp")
+    try:
+        plan = wb.PruningPlan(sparsity={"net.0": 0.5}, method="random", seed=seed)
+    except wb.PlanError:
+        return  # refusing the seed up front, with a clear message, is fine too
+    mask = b.masks(plan)["net.0"]
+    assert int((~mask).sum()) == round(0.5 * mask.numel())
+    assert torch.equal(b.masks(plan)["net.0"], mask)
+
+
+def _taylor_by_hand(model: nn.Module, x, y, batch_size: int, loss_fn) -> dict[str, torch.Tensor]:
+    model = copy.deepcopy(model).eval()
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    totals = {n: torch.zeros_like(m.weight) for n, m in layers.items()}
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        model.zero_grad()
+        loss_fn(model(xb), yb).backward()
+        for n, m in layers.items():
+            totals[n] += (m.weight.detach() * m.weight.grad).abs()
+    return totals
+
+
+@pytest.mark.parametrize(
+    ("name", "loss_fn"),
+    [
+        ("tiny-mlp", lambda out, y: F.cross_entropy(out, y, reduction="sum")),
+        ("diabetes-regressor", lambda out, y: F.mse_loss(out, y, reduction="sum")),
+        ("residual-cnn", lambda out, y: F.cross_entropy(out, y, reduction="sum")),
+    ],
+)
+def test_taylor_scores_equal_summed_abs_weight_times_gradient(name: str, loss_fn) -> None:
+    if name == "tiny-mlp":
+        c = _seeded_case("tiny-mlp", TinyMLP, (7,), 50, 16, 5)
+        b = wb.Workbench(c.model, (c.x, c.y), batch_size=c.batch_size)
+    else:
+        c, b = case(name), bench(name)
+    expected = _taylor_by_hand(c.model, c.x, c.y, c.batch_size, loss_fn)
+    assert set(expected) == set(b.layer_names)
+    for layer in b.layer_names:
+        scores = b.unit_scores(layer, "taylor").reshape(expected[layer].shape)
+        torch.testing.assert_close(scores, expected[layer].double(), rtol=1e-6, atol=1e-12)
+        channel = b.unit_scores(layer, "taylor", "channel")
+        torch.testing.assert_close(
+            channel, expected[layer].double().flatten(1).sum(dim=1), rtol=1e-6, atol=1e-12
+        )
+
+
+def _input_norms(c: Case) -> dict[str, torch.Tensor]:
+    """ℓ2 norm of each input feature (channel) of every Linear/Conv over the data, by hand."""
+    model = copy.deepcopy(c.model).eval()
+    squares: dict[str, torch.Tensor] = {}
+    handles = []
+    for n, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+
+            def hook(_m, args, _out, n=n) -> None:
+                x = args[0].double()
+                x = x.movedim(1, -1) if x.dim() > 2 and not isinstance(_m, nn.Linear) else x
+                per = x.reshape(-1, x.shape[-1]).square().sum(dim=0)
+                squares[n] = squares.get(n, 0) + per
+
+            handles.append(m.register_forward_hook(hook))
+    run_model(model, c)
+    for h in handles:
+        h.remove()
+    return {n: s.sqrt() for n, s in squares.items()}
+
+
+@pytest.mark.parametrize("name", ["tiny-mlp", "digits-cnn", "two-branch"])
+def test_wanda_scores_equal_weight_times_input_norm(name: str) -> None:
+    if name == "tiny-mlp":
+        c = _seeded_case("tiny-mlp", TinyMLP, (7,), 50, 16, 5)
+        b = wb.Workbench(c.model, (c.x, c.y), batch_size=c.batch_size)
+    else:
+        c, b = case(name), bench(name)
+    norms = _input_norms(c)
+    for layer in b.layer_names:
+        weight = weight_of(c, layer).double()
+        norm = norms[layer].reshape(1, -1, *([1] * (weight.dim() - 2)))
+        expected = weight.abs() * norm
+        scores = b.unit_scores(layer, "wanda").reshape(weight.shape)
+        torch.testing.assert_close(scores, expected, rtol=1e-6, atol=1e-12)
+
+
+def test_wanda_on_a_layer_inside_attention_is_a_clear_error() -> None:
+    b = bench("transformer")
+    assert "attn.out_proj" in b.layer_names
+    with pytest.raises(ValueError, match="attn.out_proj"):
+        b.evaluate(wb.PruningPlan(sparsity={"attn.out_proj": 0.5}, method="wanda"))
+    # Still usable afterwards, with any other criterion.
+    check_report(case("transformer"), b, wb.PruningPlan(sparsity={"attn.out_proj": 0.5}))
+
+
+# ---- size accounting --------------------------------------------------------------------------
+
+
+def _flops(model: nn.Module, sample: torch.Tensor) -> tuple[int, dict[str, int]]:
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(sample)
+    prefix = f"{type(model).__name__}."
+    per_module = {
+        key.removeprefix(prefix): sum(counts.values())
+        for key, counts in counter.get_flop_counts().items()
+        if key.startswith(prefix)
+    }
+    return counter.get_total_flops(), per_module
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_size_accounting(name: str) -> None:
+    c, b = case(name), bench(name)
+    total = sum(p.numel() for p in c.model.parameters())
+    flops, per_module = _flops(copy.deepcopy(c.model).eval(), c.x[:1])
+    layer_flops = dict(zip(b.layers["name"], b.layers["flops"], strict=True))
+    for layer in b.layer_names:
+        if layer not in UNOBSERVABLE:
+            assert layer_flops[layer] == per_module[layer], layer
+
+    plans = [wb.PruningPlan.uniform(b.layer_names, s) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    plans += [wb.PruningPlan(sparsity={b.layer_names[-1]: 0.5}, granularity="channel")]
+    previous = None
+    for plan in plans:
+        size = b.evaluate(plan).size
+        pruned = b.pruned_model(plan)
+        params = list(pruned.parameters())
+        nonzero = sum(int(torch.count_nonzero(p)) for p in params)
+        compressed = sum(
+            len(zlib.compress(p.detach().float().numpy().tobytes(), 6)) for p in params
+        )
+        assert size["total_params"] == total
+        assert size["nonzero_params"] == nonzero
+        assert size["sparsity"] == pytest.approx(1 - nonzero / total, abs=1e-15)
+        assert size["dense_bytes"] == 4 * total
+        assert size["compressed_bytes"] == compressed
+        assert size["flops_dense"] == flops
+        if plan.granularity == "unstructured" and previous is not None:
+            assert size["sparse_bytes"] < previous["sparse_bytes"]
+            assert size["int8_bytes"] < previous["int8_bytes"]
+            assert size["flops_effective"] <= previous["flops_effective"]
+            previous = size
+        elif plan.granularity == "unstructured":
+            previous = size
+    assert b.dense_size["flops_effective"] == flops
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_effective_flops_drop_by_the_pruned_share_of_a_layer(name: str) -> None:
+    c, b = case(name), bench(name)
+    flops, per_module = _flops(copy.deepcopy(c.model).eval(), c.x[:1])
+    for layer in b.layer_names:
+        if layer in UNOBSERVABLE:
+            continue
+        weight = weight_of(c, layer)
+        for granularity, amount in (("unstructured", 0.37), ("channel", 0.5), ("2:4", 0.5)):
+            plan = wb.PruningPlan(sparsity={layer: amount}, granularity=granularity)
+            removed = int((~b.masks(plan)[layer]).sum())
+            expected = round(flops - per_module[layer] * removed / weight.numel())
+            assert b.evaluate(plan).size["flops_effective"] == expected, (layer, granularity)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FLOPs are counted under no_grad, where nn.MultiheadAttention takes its fused fast "
+    "path that FlopCounterMode does not count, and out_proj is never called as a module, so "
+    "the layer hook sees no FLOPs for it",
+)
+def test_attention_flops_are_counted() -> None:
+    b = bench("transformer")
+    tokens, width, hidden = 5, 16, 32
+    linear = {  # 2·in·out per token
+        "embed": 2 * 6 * width,
+        "in_proj": 2 * width * 3 * width,
+        "out_proj": 2 * width * width,
+        "ff1": 2 * width * hidden,
+        "ff2": 2 * hidden * width,
+    }
+    flops = dict(zip(b.layers["name"], b.layers["flops"], strict=True))
+    assert flops["attn.out_proj"] == linear["out_proj"] * tokens
+    assert b.dense_size["flops_dense"] >= sum(linear.values()) * tokens + 2 * width * 3
+
+
+# ---- task inference and input errors ----------------------------------------------------------
+
+
+def test_task_is_inferred_from_target_dtype() -> None:
+    c = case("two-branch")
+    for dtype in (torch.int64, torch.int32, torch.uint8):
+        assert wb.Workbench(c.model, (c.x, c.y.to(dtype))).task == "classification"
+    model = nn.Sequential(nn.Linear(12, 1), nn.Flatten(0))
+    regression = wb.Workbench(model, (c.x, c.y.float()))
+    assert regression.task == "regression"
+    assert set(regression.dense_metrics) >= {"mse", "mae", "r2"}
+    demo = _demo("diabetes-regressor")
+    assert wb.Workbench(demo.model, demo.val).task == "regression"
+    assert bench("digits-cnn").task == "classification"
+
+
+def test_bad_inputs_give_clear_errors() -> None:
+    c = case("two-branch")
+    with pytest.raises(ValueError, match="empty"):
+        wb.Workbench(c.model, (c.x[:0], c.y[:0]))
+    with pytest.raises(ValueError, match=r"80 inputs but 79 targets"):
+        wb.Workbench(c.model, (c.x, c.y[:-1]))
+    broken = copy.deepcopy(c.model)
+    with torch.no_grad():
+        broken.right.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN.*\bright\b"):
+        wb.Workbench(broken, (c.x, c.y))
+    with pytest.raises(ValueError, match="no prunable layers"):
+        wb.Workbench(nn.Sequential(nn.Tanh(), nn.Softmax(dim=1)), (c.x, c.y))
+    with pytest.raises(ValueError, match=r"labels must be within 0\.\.2.*3 outputs"):
+        wb.Workbench(c.model, (c.x, torch.full_like(c.y, 3)))
+    with pytest.raises(ValueError, match="labels"):
+        wb.Workbench(c.model, (c.x, torch.full_like(c.y, -1)))
+    with pytest.raises(ValueError, match="batch_size"):
+        wb.Workbench(c.model, (c.x, c.y), batch_size=0)
+
+
+def test_unknown_layer_in_a_plan_lists_the_valid_names() -> None:
+    b = bench("digits-cnn")
+    for plan in (
+        wb.PruningPlan(sparsity={"features.1": 0.5}),  # a ReLU, not prunable
+        wb.PruningPlan(sparsity={"features.0": 0.5}, methods={"nope": "l2"}),
+    ):
+        for call in (b.evaluate, b.masks, b.outputs, b.pruned_model):
+            with pytest.raises(wb.PlanError) as info:
+                call(plan)
+            for layer in b.layer_names:
+                assert layer in str(info.value)
+
+
+# ---- the layer table --------------------------------------------------------------------------
+
+
+def _execution_order(c: Case, layers: list[str]) -> list[str]:
+    """Layers by the first call of the layer or, when it is not called as a module, its parent."""
+    model = copy.deepcopy(c.model).eval()
+    first_call: dict[str, int] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _args: tuple) -> None:
+            first_call.setdefault(name, len(first_call))
+
+        return hook
+
+    handles = [m.register_forward_pre_hook(record(n)) for n, m in model.named_modules()]
+    with torch.no_grad():
+        model(c.x[:2])
+    for h in handles:
+        h.remove()
+
+    def position(layer: str) -> int:
+        while layer not in first_call:
+            layer = layer.rpartition(".")[0]
+        return first_call[layer]
+
+    return sorted(layers, key=position)
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_layer_table_lists_prunable_layers_in_execution_order(name: str) -> None:
+    c, b = case(name), bench(name)
+    table = b.layers
+    modules = dict(c.model.named_modules())
+    prunable = [
+        n for n, m in modules.items() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+    ]
+    assert sorted(table["name"]) == sorted(prunable)
+    assert list(table["name"]) == b.layer_names == _execution_order(c, prunable)
+    total = sum(p.numel() for p in c.model.parameters())
+    for row in table.itertuples():
+        weight = modules[row.name].weight
+        assert row.kind == next(
+            t.__name__
+            for t in (nn.Linear, nn.Conv1d, nn.Conv2d)
+            if isinstance(modules[row.name], t)
+        )
+        assert row.shape == "×".join(map(str, weight.shape))
+        assert row.params == weight.numel()
+        assert row.channels == weight.shape[0]
+        assert row.share == pytest.approx(weight.numel() / total, rel=1e-12)
+
+
+def test_untraceable_model_runs_whole() -> None:
+    c = case("untraceable")
+    with pytest.raises(Exception):  # noqa: B017 - any tracing error
+        torch.fx.symbolic_trace(c.model)
+    assert trace(c.model) is None
+    # Both branches are taken across the validation batches.
+    signs = {bool(b.sum() > 0) for b in c.x.split(c.batch_size)}
+    assert signs == {True, False}
+    assert bench("untraceable").layer_names == ["fc1", "fc2", "head"]

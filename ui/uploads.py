@@ -1,0 +1,326 @@
+"""The load page's work without widgets: bytes and options in; model, data, checks or a message out.
+
+Every failure comes back as a message (`Staged.error`, `Built.error`), never as an exception, so
+the page shows st.error and the app keeps the user's work. Unexpected errors are logged with
+their traceback on the server only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from workbench import ModelInfo, Workbench
+from workbench.io import (
+    DEFAULT_LIMITS,
+    NORMALISATIONS,
+    CheckReport,
+    Limits,
+    LoadedData,
+    LoadedModel,
+    LoadError,
+    build_workbench,
+    check,
+    load_data,
+    load_model,
+    preview_images,
+)
+from workbench.io.safety import MB
+
+log = logging.getLogger(__name__)
+
+#: Default cap on what one uploaded archive (zip of images, .npz, .pt2) may decompress to.
+DEFAULT_UNPACKED_MB = 512
+#: Set WORKBENCH_LOCAL_CODE=0 on a shared server: no trusted pickles, no architecture files or
+#: folders typed as paths (both run or read code on the machine serving the app).
+LOCAL_CODE_ENV = "WORKBENCH_LOCAL_CODE"
+
+
+def local_code_allowed() -> bool:
+    return os.environ.get(LOCAL_CODE_ENV, "1").strip().lower() not in ("0", "false", "no")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    architecture: str = ""  # path/to/file.py:factory on this machine, for weight files
+    trust_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    target: str | None = None  # None: chosen by name; "": no targets (label-free)
+    ignore: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()  # class order, for categorical targets
+    image_size: int = 0  # 0: keep the images' own size
+    channels: int = 0  # 0: automatic (grayscale when every image is)
+    normalisation: str = "none"  # a key of NORMALISATIONS, or "custom"
+    mean: tuple[float, ...] = ()  # for "custom"
+    std: tuple[float, ...] = ()
+    max_samples: int = 0  # 0: all
+    val_fraction: float = 1.0  # the share of the file used for validation (seeded split)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file the user gave: the bytes of an upload, or a path on this machine."""
+
+    name: str
+    data: bytes | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Loaded and checked, not yet built."""
+
+    model: LoadedModel | None = None
+    data: LoadedData | None = None
+    report: CheckReport | None = None
+    error: str | None = None
+    model_error: str | None = None
+    data_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.report is not None and self.report.ok and self.error is None
+
+
+@dataclass(frozen=True)
+class Built:
+    info: ModelInfo | None = None
+    bench: Workbench | None = None
+    error: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+def limits(max_upload_mb: float, max_unpacked_mb: float = DEFAULT_UNPACKED_MB) -> Limits:
+    return Limits(
+        max_file_bytes=int(max_upload_mb * MB),
+        max_unpacked_bytes=int(max_unpacked_mb * MB),
+        max_entries=DEFAULT_LIMITS.max_entries,
+        max_ratio=DEFAULT_LIMITS.max_ratio,
+        max_image_pixels=DEFAULT_LIMITS.max_image_pixels,
+    )
+
+
+def _message(error: Exception, what: str) -> str:
+    if isinstance(error, LoadError):
+        return str(error)
+    # A bug or an unforeseen failure: the traceback goes to the server log, not the page.
+    log.exception("unexpected error while %s", what)
+    return f"unexpected error while {what}: {type(error).__name__}: {error}"
+
+
+def stage_model(upload: Upload, options: ModelOptions, caps: Limits) -> LoadedModel:
+    """LoadedModel or LoadError. Architecture files and paths are local; never from an upload."""
+    if (upload.path or options.trust_pickle or options.architecture) and not local_code_allowed():
+        raise LoadError(
+            "this server does not allow local paths, architecture files or trusted pickles "
+            f"({LOCAL_CODE_ENV}=0)"
+        )
+    source = upload.data if upload.data is not None else _local_path(upload.path or "")
+    return load_model(
+        source,
+        name=upload.name,
+        architecture=options.architecture.strip() or None,
+        trust_pickle=options.trust_pickle,
+        limits=caps,
+    )
+
+
+def modified(path: str) -> float:
+    """A local file's modification time (0 if none): part of a cache key, so edits reload."""
+    try:
+        return Path(path.strip()).expanduser().stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _local_path(text: str) -> Path:
+    path = Path(text.strip()).expanduser()
+    if not text.strip():
+        raise LoadError("type the path of a model file or a Hugging Face folder on this machine")
+    if not path.exists():
+        raise LoadError(f"no such file or folder on this machine: {text.strip()!r}")
+    return path
+
+
+def stage_data(
+    upload: Upload,
+    options: DataOptions,
+    caps: Limits,
+    tokenizer: Callable[[Sequence[str]], object] | None = None,
+    model_classes: Sequence[str] = (),
+) -> LoadedData:
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+    if options.normalisation == "custom":
+        mean, std = options.mean or None, options.std or None
+    else:
+        if options.normalisation not in NORMALISATIONS:
+            raise LoadError(f"unknown normalisation {options.normalisation!r}")
+        mean, std = NORMALISATIONS[options.normalisation]
+    assert upload.data is not None
+    return load_data(
+        upload.data,
+        name=upload.name,
+        target=options.target,
+        ignore=options.ignore,
+        class_names=options.class_names or tuple(model_classes) or None,
+        image_size=options.image_size or None,
+        channels=options.channels or None,
+        mean=mean,
+        std=std,
+        tokenizer=tokenizer,  # type: ignore[arg-type]
+        max_samples=options.max_samples or None,
+        val_fraction=options.val_fraction if options.val_fraction < 1 else None,
+        seed=options.seed,
+        limits=caps,
+    )
+
+
+def stage(
+    model: Upload | None,
+    data: Upload | None,
+    model_options: ModelOptions = ModelOptions(),
+    data_options: DataOptions = DataOptions(),
+    caps: Limits = DEFAULT_LIMITS,
+) -> Staged:
+    """Load the model and the data and check them together; every failure as a message."""
+    loaded_model = loaded_data = None
+    model_error = data_error = None
+    if model is not None:
+        try:
+            loaded_model = stage_model(model, model_options, caps)
+        except Exception as error:  # noqa: BLE001 - shown, never raised
+            model_error = _message(error, f"loading {model.name!r}")
+    if data is not None:
+        try:
+            loaded_data = stage_data(
+                data,
+                data_options,
+                caps,
+                tokenizer=loaded_model.tokenizer if loaded_model else None,
+                model_classes=loaded_model.class_names if loaded_model else (),
+            )
+        except Exception as error:  # noqa: BLE001 - shown, never raised
+            data_error = _message(error, f"loading {data.name!r}")
+    report = None
+    error = model_error or data_error
+    if loaded_model is not None and loaded_data is not None:
+        try:
+            report = check(loaded_model, loaded_data)
+        except Exception as error_:  # noqa: BLE001 - shown, never raised
+            error = _message(error_, "checking the model with the data")
+    return Staged(
+        model=loaded_model,
+        data=loaded_data,
+        report=report,
+        error=error,
+        model_error=model_error,
+        data_error=data_error,
+    )
+
+
+def build(staged: Staged, key: str, progress: Callable[[float, str], None] | None = None) -> Built:
+    """The Workbench for staged files, reporting progress; errors as a message."""
+    if not staged.ready or staged.model is None or staged.data is None:
+        return Built(error=staged.error or "load a model and its data, and fix the checks first")
+    try:
+        for event in build_workbench(staged.model, staged.data, name=key):
+            if progress is not None:
+                progress(event.fraction, event.message)
+            if event.bench is not None:
+                return Built(info=event.info, bench=event.bench)
+    except Exception as error:  # noqa: BLE001 - shown, never raised
+        return Built(error=_message(error, "building the workbench"))
+    return Built(error="building the workbench stopped before it finished")
+
+
+def handle_upload(
+    model_bytes: bytes,
+    model_name: str,
+    data_bytes: bytes,
+    data_name: str,
+    model_options: ModelOptions = ModelOptions(),
+    data_options: DataOptions = DataOptions(),
+    caps: Limits = DEFAULT_LIMITS,
+    key: str | None = None,
+) -> Built:
+    """Bytes and options in; the model's info and Workbench, or an error message, out."""
+    staged = stage(
+        Upload(model_name, data=model_bytes),
+        Upload(data_name, data=data_bytes),
+        model_options,
+        data_options,
+        caps,
+    )
+    if staged.error is not None:
+        return Built(error=staged.error)
+    if staged.report is not None and not staged.report.ok:
+        first = staged.report.errors[0]
+        return Built(error=f"{first.check}: {first.message}")
+    return build(staged, key or unique_key(model_name, ()))
+
+
+def unique_key(filename: str, taken: Sequence[str]) -> str:
+    """A short key for the model picker and the URL: 'yours-<stem>', numbered if taken."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(filename).stem).strip("-").lower() or "model"
+    key = f"yours-{stem[:40]}"
+    n = 2
+    while key in taken:
+        key = f"yours-{stem[:40]}-{n}"
+        n += 1
+    return key
+
+
+# ---- what the page draws ---------------------------------------------------------------------
+
+
+def preview_figure(data: LoadedData, n: int = 8) -> go.Figure | None:
+    """A row of sample images as the model will see them (normalisation undone), with classes."""
+    images = preview_images(data, n)
+    if not images:
+        return None
+    fig = make_subplots(
+        rows=1,
+        cols=len(images),
+        subplot_titles=[label or " " for _, label in images],
+        horizontal_spacing=0.02,
+    )
+    for i, (image, _) in enumerate(images, start=1):
+        fig.add_trace(go.Image(z=np.asarray(image)), row=1, col=i)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=170, margin=dict(l=0, r=0, t=28, b=0))
+    return fig
+
+
+LEVELS = {"ok": "OK", "info": "Note", "warning": "Warning", "error": "Problem"}
+
+
+def findings_table(report: CheckReport) -> pd.DataFrame:
+    """One row per check: result (OK, Note, Warning, Problem), what was checked, what was found."""
+    table = report.table
+    table.insert(0, "result", table.pop("level").map(LEVELS))
+    return table
+
+
+def model_lines(model: LoadedModel) -> list[str]:
+    lines = model.summary()
+    if model.missing_keys:
+        lines.append(f"missing keys kept their initial values: {', '.join(model.missing_keys)}")
+    if model.unexpected_keys:
+        lines.append(f"keys in the file the architecture does not have: "
+                     f"{', '.join(model.unexpected_keys)}")  # fmt: skip
+    return lines

@@ -1,0 +1,513 @@
+"""Safety rails for files people bring: size caps, checked zip archives, no unpickling untrusted.
+
+Every failure is a `LoadError` (a ValueError) whose message says what was expected and what was
+found; the subclasses tell the kind of failure apart.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import pickle
+import pickletools
+import re
+import stat
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+import torch
+
+MB = 1 << 20
+
+
+class LoadError(ValueError):
+    """A model or data file could not be loaded."""
+
+
+class FormatError(LoadError):
+    """The file is not in a format we read, or it is truncated or corrupt."""
+
+
+class UnsafeFileError(LoadError):
+    """Refused for safety: loading it would run code, or escape its folder."""
+
+
+class SizeLimitError(UnsafeFileError):
+    """Over a size cap: an upload, or what an archive decompresses to."""
+
+
+class DataError(LoadError):
+    """The data's content does not fit: empty, missing columns, NaNs, mixed labels..."""
+
+
+class ArchitectureError(LoadError):
+    """The architecture code or the weights that go into it do not fit."""
+
+
+class CheckError(LoadError):
+    """The model and the data do not fit together (shapes, dtypes, classes, targets)."""
+
+
+class MissingDependencyError(LoadError):
+    """An optional package is needed for this format."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one file may cost. The app sets the upload cap from Streamlit's own."""
+
+    max_file_bytes: int = 4096 * MB  # a file read from disk or uploaded
+    # Everything decompressed from one archive (zip of images, .npz, .pt2): zip bombs stop here.
+    max_unpacked_bytes: int = 1024 * MB
+    max_entries: int = 100_000  # members of one archive
+    # A member decompressing to more than this many times its stored size (and over 1 MB).
+    max_ratio: float = 1000.0
+    max_image_pixels: int = 64_000_000  # one decoded image (8000 x 8000)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def mb(n: float) -> str:
+    return f"{n / MB:,.1f} MB"
+
+
+# ---- sources: a path on disk or the bytes of an upload ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to load: a path, or bytes with the name they were uploaded under."""
+
+    name: str
+    size: int
+    path: Path | None = None
+    data: bytes | None = None
+
+    def open(self) -> IO[bytes]:
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.path is not None
+        return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        return self.path.read_bytes()
+
+    def head(self, n: int = 64) -> bytes:
+        with self.open() as f:
+            return f.read(n)
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix.lower()
+
+
+def as_source(
+    source: str | os.PathLike[str] | bytes | Source,
+    *,
+    name: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    what: str = "file",
+) -> Source:
+    """A checked Source: the file exists, is a regular file, and is within the size cap."""
+    if isinstance(source, Source):
+        result = source
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        result = Source(name=name or "upload", size=len(data), data=data)
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise LoadError(f"no such {what}: {str(path)!r}")
+        if path.is_dir():
+            result = Source(name=name or path.name, size=0, path=path)
+            return result
+        if not path.is_file():
+            raise LoadError(f"{str(path)!r} is not a regular file")
+        result = Source(name=name or path.name, size=path.stat().st_size, path=path)
+    if result.size > limits.max_file_bytes:
+        raise SizeLimitError(
+            f"the {what} {result.name!r} is {mb(result.size)}, over the "
+            f"{mb(limits.max_file_bytes)} limit"
+        )
+    if result.size == 0 and (result.path is None or not result.path.is_dir()):
+        raise FormatError(f"the {what} {result.name!r} is empty (0 bytes)")
+    return result
+
+
+# ---- zip archives --------------------------------------------------------------------------------
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member, or an empty archive's end record
+
+
+def is_zip(head: bytes) -> bool:
+    return head.startswith(ZIP_MAGIC)
+
+
+def check_member_name(name: str) -> str:
+    """The member's path inside the archive, or UnsafeFileError if it could escape its folder."""
+    if "\x00" in name:
+        raise UnsafeFileError(f"archive member name {name!r} contains a NUL byte")
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
+        raise UnsafeFileError(
+            f"archive member {name!r} has an absolute path; expected paths inside the archive"
+        )
+    if ".." in posix.split("/"):
+        raise UnsafeFileError(f"archive member {name!r} climbs out of its folder ('..'); refused")
+    return posix
+
+
+class SafeZip:
+    """A zip archive checked before anything is read from it, read under a decompression budget.
+
+    Refused: members whose path is absolute or contains `..`, symbolic links, encrypted
+    members, more than `max_entries` members, a declared total over `max_unpacked_bytes`, and
+    members that decompress more than `max_ratio` times their stored size.
+    """
+
+    def __init__(self, source: Source, *, limits: Limits = DEFAULT_LIMITS, what: str = "archive"):
+        self.source, self.limits, self.what = source, limits, what
+        self._file = source.open()
+        try:
+            self._zip = zipfile.ZipFile(self._file)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            self._file.close()
+            raise FormatError(
+                f"the {what} {source.name!r} is not a readable zip archive (truncated or "
+                f"corrupt?): {error}"
+            ) from None
+        try:
+            self._check()
+        except BaseException:
+            self.close()
+            raise
+        self._budget = limits.max_unpacked_bytes
+
+    def _check(self) -> None:
+        infos = self._zip.infolist()
+        if len(infos) > self.limits.max_entries:
+            raise SizeLimitError(
+                f"the {self.what} {self.source.name!r} has {len(infos):,} members, over the "
+                f"{self.limits.max_entries:,} limit"
+            )
+        seen: set[str] = set()
+        total = 0
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            name = check_member_name(info.filename)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise UnsafeFileError(
+                    f"archive member {info.filename!r} is a symbolic link; links are refused"
+                )
+            if info.flag_bits & 0x1:
+                raise UnsafeFileError(f"archive member {info.filename!r} is encrypted")
+            if name in seen:
+                raise UnsafeFileError(f"archive member {info.filename!r} appears twice")
+            seen.add(name)
+            if info.is_dir():
+                continue
+            total += info.file_size
+            stored = max(info.compress_size, 1)
+            if info.file_size > MB and info.file_size / stored > self.limits.max_ratio:
+                raise SizeLimitError(
+                    f"archive member {info.filename!r} would decompress from {mb(stored)} to "
+                    f"{mb(info.file_size)} (ratio {info.file_size / stored:,.0f}:1, over the "
+                    f"{self.limits.max_ratio:,.0f}:1 limit): a decompression bomb?"
+                )
+            self.members[name] = info
+        if total > self.limits.max_unpacked_bytes:
+            raise SizeLimitError(
+                f"the {self.what} {self.source.name!r} would decompress to {mb(total)}, over "
+                f"the {mb(self.limits.max_unpacked_bytes)} limit"
+            )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.members)
+
+    def size(self, name: str) -> int:
+        return self.members[name].file_size
+
+    def read(self, name: str) -> bytes:
+        """A member's bytes, counted against the archive's decompression budget."""
+        info = self.members[name]
+        chunks, total = [], 0
+        try:
+            with self._zip.open(info) as member:
+                while chunk := member.read(1 << 20):
+                    total += len(chunk)
+                    if total > self._budget:
+                        raise SizeLimitError(
+                            f"the {self.what} {self.source.name!r} decompresses to more than "
+                            f"{mb(self.limits.max_unpacked_bytes)}, the limit"
+                        )
+                    chunks.append(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+            raise FormatError(
+                f"member {name!r} of the {self.what} {self.source.name!r} is corrupt: {error}"
+            ) from None
+        self._budget -= total
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        self._zip.close()
+        self._file.close()
+
+    def __enter__(self) -> SafeZip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- pickles -------------------------------------------------------------------------------------
+
+# The first bytes of torch.save's legacy (non-zip) format: the pickled magic number.
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_STRING_OPS = {
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "BINUNICODE8",
+    "UNICODE",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+}
+# Globals every torch.save file names; the rest are what a message should point at.
+_TENSOR_GLOBALS = re.compile(
+    r"^(torch\.|collections\.OrderedDict$|_codecs\.encode$|builtins\.(set|frozenset|bytearray|"
+    r"slice|complex)$|numpy\.(core\.)?multiarray\._reconstruct$|numpy\.dtype$|numpy\.ndarray$)"
+)
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """Protocol 2+ pickles start with PROTO; older ones with a few opcodes we recognise."""
+    return (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5) or head[:1] in (
+        b"(",
+        b"c",
+        b"]",
+        b"}",
+    )
+
+
+@dataclass(frozen=True)
+class PickleScan:
+    globals: tuple[str, ...]  # every module.name the pickle imports, in order
+    complete: bool  # False: the stream ends early or holds an invalid opcode
+
+    @property
+    def suspicious(self) -> tuple[str, ...]:
+        """Imports beyond what a file of tensors needs."""
+        return tuple(g for g in self.globals if not _TENSOR_GLOBALS.match(g))
+
+
+def scan_pickle(data: bytes) -> PickleScan:
+    """The globals a pickle would import, read without unpickling anything."""
+    found: list[str] = []
+    strings: list[str] = []
+    complete = False
+    try:
+        for opcode, arg, _pos in pickletools.genops(data):
+            if opcode.name in _STRING_OPS and isinstance(arg, (str, bytes)):
+                strings.append(arg if isinstance(arg, str) else arg.decode("latin-1"))
+            elif opcode.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                found.append(".".join(arg.split(" ", 1)))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif opcode.name == "STOP":
+                complete = True
+                break
+    except Exception:  # noqa: BLE001 - a truncated or invalid stream: say so, below
+        complete = False
+    # Protocol 2 writes Python 2's module names: show today's.
+    renamed = [
+        re.sub(r"^__builtin__\.", "builtins.", g).replace("copy_reg.", "copyreg.") for g in found
+    ]
+    unique = tuple(dict.fromkeys(renamed))
+    return PickleScan(globals=unique, complete=complete)
+
+
+def _pickle_in(data: bytes) -> bytes | None:
+    """The pickle stream of a torch.save file (data.pkl in its zip), or the bytes themselves."""
+    if is_zip(data[:4]):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                return archive.read(name) if name else None
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return None
+    return data
+
+
+MODEL_ADVICE = (
+    "Re-save only the weights (a state dict, or safetensors), or load it with "
+    "trust_pickle=True (the app's 'I trust this file') if you trust where it came from."
+)
+
+
+def unsafe_pickle_message(what: str, scan: PickleScan | None, advice: str = MODEL_ADVICE) -> str:
+    names = ", ".join(dict.fromkeys((scan.suspicious or scan.globals)[:6])) if scan else ""
+    found = f" (it imports {names})" if names else ""
+    return (
+        f"{what} holds pickled Python objects, not just tensors{found}. Unpickling runs code "
+        f"from the file, so it was not loaded. {advice}"
+    )
+
+
+def torch_load(
+    source: Source, *, trust: bool = False, what: str | None = None, advice: str = MODEL_ADVICE
+) -> Any:
+    """torch.load with weights_only=True; the full unpickler only with trust.
+
+    Raises UnsafeFileError for pickled objects beyond tensors when not trusted, and FormatError
+    for a truncated or corrupt file.
+    """
+    what = what or f"{source.name!r}"
+    data = source.read()
+    if not is_zip(data[:4]) and not data.startswith(TORCH_LEGACY_MAGIC):
+        return _plain_pickle(data, trust, what, advice)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refusal = error
+    except Exception as error:  # noqa: BLE001 - torch raises many types on corrupt files
+        raise FormatError(
+            f"{what} is not a readable PyTorch file (truncated or corrupt?): {_first_line(error)}"
+        ) from None
+    stream = _pickle_in(data)
+    scan = scan_pickle(stream) if stream is not None else None
+    if scan is None or not scan.complete:
+        raise FormatError(f"{what} is a truncated or corrupt pickle: it ends before its STOP")
+    if not scan.suspicious and "Unsupported global" not in str(refusal):
+        raise FormatError(
+            f"{what} could not be read as plain tensors: {_weights_only_reason(refusal)}"
+        )
+    if not trust:
+        # Name first what torch's weights-only unpickler refused (e.g. a model's own class).
+        refused = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(refusal))
+        if refused:
+            scan = PickleScan(globals=(*refused, *scan.globals), complete=True)
+        raise UnsafeFileError(unsafe_pickle_message(what, scan, advice))
+    warnings.warn(
+        f"{what} was unpickled with the full unpickler because you trusted it: that ran any "
+        "code it contains",
+        stacklevel=2,
+    )
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - the file's own code may raise anything
+        raise FormatError(f"{what} failed to unpickle: {_first_line(error)}") from None
+
+
+def _plain_pickle(data: bytes, trust: bool, what: str, advice: str) -> Any:
+    """A pickle not written by torch.save: only the full unpickler reads it."""
+    scan = scan_pickle(data)
+    if not scan.complete:
+        raise FormatError(f"{what} is a truncated or corrupt pickle: it ends before its STOP")
+    if not trust:
+        raise UnsafeFileError(unsafe_pickle_message(what, scan, advice))
+    warnings.warn(
+        f"{what} was unpickled with the full unpickler because you trusted it: that ran any "
+        "code it contains",
+        stacklevel=3,
+    )
+    try:
+        return pickle.loads(data)  # noqa: S301 - the user chose to trust this file
+    except Exception as error:  # noqa: BLE001 - the file's own code may raise anything
+        raise FormatError(f"{what} failed to unpickle: {_first_line(error)}") from None
+
+
+def _weights_only_reason(error: Exception) -> str:
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        return text.split(marker, 1)[1].strip().splitlines()[0]
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+# ---- expressions that a file asks us to evaluate -------------------------------------------------
+
+_SAFE_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Tuple,
+    ast.List,
+    ast.keyword,
+    ast.Call,
+    ast.Attribute,
+    ast.Subscript,
+    ast.operator,
+    ast.unaryop,
+    ast.boolop,
+    ast.cmpop,
+)
+
+
+def check_expression(
+    text: str,
+    *,
+    names: Callable[[str], bool],
+    attributes: frozenset[str] = frozenset(),
+    subscripts: bool = False,
+    what: str = "expression",
+) -> None:
+    """Refuse an expression a file wants evaluated unless it is plain arithmetic over allowed names.
+
+    Allowed: numbers, short identifier-like strings, arithmetic, comparisons, calls of allowed
+    names, the listed attributes, and (optionally) subscripts. No dunders, no other attributes.
+    """
+    if len(text) > 10_000:
+        raise UnsafeFileError(f"{what} is {len(text):,} characters long; refused")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise UnsafeFileError(f"{what} {text[:80]!r} is not a valid expression") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _SAFE_NODES):
+            raise UnsafeFileError(f"{what} {text[:80]!r} contains {type(node).__name__}")
+        if isinstance(node, ast.Name) and ("__" in node.id or not names(node.id)):
+            raise UnsafeFileError(f"{what} {text[:80]!r} uses the name {node.id!r}")
+        if isinstance(node, ast.Attribute) and ("__" in node.attr or node.attr not in attributes):
+            raise UnsafeFileError(f"{what} {text[:80]!r} reads the attribute {node.attr!r}")
+        if isinstance(node, ast.Subscript) and not subscripts:
+            raise UnsafeFileError(f"{what} {text[:80]!r} contains a subscript")
+        if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+            value = node.value if isinstance(node.value, str) else ""
+            if "__" in value or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+                raise UnsafeFileError(f"{what} {text[:80]!r} contains the string {value!r}")
+        if isinstance(node, ast.keyword) and (node.arg is None or "__" in node.arg):
+            raise UnsafeFileError(f"{what} {text[:80]!r} passes computed keyword arguments")
+        if isinstance(node, ast.Call) and not isinstance(node.func, (ast.Name, ast.Attribute)):
+            raise UnsafeFileError(f"{what} {text[:80]!r} calls a computed value")
+
+
+def walk_json(value: Any, key: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """(key, value, parent) for every entry of a parsed JSON document."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k, v, value
+            yield from walk_json(v, k)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk_json(item, key)
