@@ -24,6 +24,9 @@ pages = st.navigation(
         st.Page("pages/importance.py", title="Importance", icon=":material/insights:"),
     ]
 )
+state.mark_app_shell()
+if (link := state.take_deep_link()) is not None:  # see state.route_through_app
+    st.switch_page(link[0], query_params=link[1])
 
 with st.sidebar:
     st.markdown("### ✂️ Prune Workbench")

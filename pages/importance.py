@@ -15,6 +15,8 @@ from ui import importance_charts as ic
 from workbench import CRITERIA, GRANULARITIES, HIGHER_IS_BETTER, PRIMARY_METRIC, PruningPlan
 from workbench.inspect import weight_map
 
+state.route_through_app("pages/importance.py")
+
 #: The most samples the maps draw at once (the default shows four).
 MAX_SAMPLES = 64
 DEFAULT_SAMPLES = 4
@@ -223,7 +225,7 @@ def summary_table(table: pd.DataFrame) -> None:
 
 @st.fragment
 def input_maps() -> None:
-    shape = tuple(bench.val_inputs.shape[1:])
+    shape = tuple(info.input_shape) or tuple(bench.val_inputs.shape[1:])
     methods = ex.applicable_methods(info.input_kind, shape)
     top = st.columns([1.2, 0.9, 0.7], vertical_alignment="bottom")
     method = top[0].selectbox(

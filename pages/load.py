@@ -13,6 +13,8 @@ from workbench.io import (
     detect_data_format,
 )
 
+state.route_through_app("pages/load.py")
+
 MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
 LOCAL = uploads.local_code_allowed()
 

@@ -4,6 +4,8 @@ import streamlit as st
 
 from ui import loaders, state, widgets
 
+state.route_through_app("pages/model.py")
+
 meta = loaders.info(state.demo())
 bench = loaders.bench(state.demo())
 report = bench.evaluate(state.plan())

@@ -6,6 +6,8 @@ from ui import charts, loaders, state, widgets
 from workbench import CRITERIA, GRANULARITIES, SCOPES
 from workbench.inspect import magnitude_cut, weight_histogram
 
+state.route_through_app("pages/prune.py")
+
 name = state.demo()
 bench = loaders.bench(name)
 layers = bench.layers
@@ -111,7 +113,12 @@ def workbench_panel() -> None:
         "Reset to dense", on_click=_reset, icon=":material/restart_alt:", width="stretch"
     )
 
-    report = bench.evaluate(plan)
+    try:
+        report = bench.evaluate(plan)
+    except ValueError as error:  # e.g. a criterion that cannot score one of this model's layers
+        st.error(f"This plan cannot be evaluated: {error}", icon=":material/error:")
+        st.button("Back to dense, keep the settings", on_click=_reset)
+        return
     widgets.metric_cards(report)
     widgets.size_cards(report)
     left, right = st.columns([1, 1.9], gap="large")

@@ -23,6 +23,8 @@ from workbench.analysis import (
 )
 from workbench.pruning.plan import PlanError
 
+state.route_through_app("pages/sensitivity.py")
+
 name = state.demo()
 bench = loaders.bench(name)
 n_samples = int(bench.dense_outputs.shape[0])
@@ -120,7 +122,9 @@ def run_scan(settings: ScanSettings) -> pd.DataFrame | None:
         key=_key("run"),
     )
     # Clicking Stop reruns the page: the scan in flight is abandoned and nothing is cached.
-    stopped = right.button("Stop", icon=":material/stop:", disabled=not run, key=_key("stop"))
+    right.button(
+        "Stop", icon=":material/stop:", disabled=not run, key=_key("stop"), on_click=_on_stop
+    )
     if frame is not None:
         info.caption(
             f"Scan ready: {points} single-layer evaluations ({len(bench.layer_names)} layers × "
@@ -132,8 +136,6 @@ def run_scan(settings: ScanSettings) -> pd.DataFrame | None:
         f"{len(settings.levels)} levels). Each resumes from the layer's cached input, so it "
         "costs only the part of the network after that layer."
     )
-    if stopped:
-        st.info("Scan stopped; nothing was kept. Run it again when you are ready.")
     if not run:
         return None
     bar = st.progress(0.0, text="Starting the scan…")
@@ -145,6 +147,13 @@ def run_scan(settings: ScanSettings) -> pd.DataFrame | None:
             )
     # Done and cached: draw the page again, now from the cache (buttons in their idle state).
     st.rerun()
+
+
+def _on_stop() -> None:
+    st.toast(
+        "Scan stopped; nothing was kept. Run it again when you are ready.",
+        icon=":material/stop_circle:",
+    )
 
 
 def _options(settings: ScanSettings) -> dict:
@@ -483,6 +492,12 @@ st.caption(
 )
 settings = scan_controls()
 frame = run_scan(settings) if settings is not None else None
+if frame is None and settings is not None:
+    st.info(
+        "Press **Run scan**: each layer is pruned alone to each level. Its curves, a heatmap, "
+        "a ranking of the layers and the budget solver then appear here.",
+        icon=":material/play_arrow:",
+    )
 if frame is not None:
     metric = views(frame, settings)
     st.divider()

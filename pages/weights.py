@@ -5,6 +5,8 @@ import streamlit as st
 from ui import charts, loaders, state
 from workbench.inspect import magnitude_cut, weight_histogram, weight_map
 
+state.route_through_app("pages/weights.py")
+
 bench = loaders.bench(state.demo())
 plan = state.plan()
 masks = bench.masks(plan)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from ui import state
 from workbench import Demo, ModelInfo, Workbench, list_demos, load_demo
+from workbench.models import demo_info
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -31,7 +32,7 @@ def available() -> list[str]:
 
 def info(key: str) -> ModelInfo:
     uploads = state.uploads()
-    return uploads[key].info if key in uploads else demo(key).info
+    return uploads[key].info if key in uploads else demo_info(key)
 
 
 def bench(key: str) -> Workbench:

@@ -46,6 +46,28 @@ def _init() -> None:
         st.session_state[_PLANS][st.session_state[_DEMO]] = plan
 
 
+def mark_app_shell() -> None:
+    """app.py ran in this session: pages run inside its layout and navigation."""
+    st.session_state["app_shell"] = True
+
+
+def route_through_app(page: str) -> None:
+    """Run a page through app.py when Streamlit ran it alone.
+
+    On a fresh server, a deep link (`/prune?...`) runs the page script without app.py, with
+    the legacy pages/ navigation (Streamlit issue 9624). Read the URL's plan now, then go to
+    app.py, which comes back to this page.
+    """
+    if not st.session_state.get("app_shell"):
+        _init()
+        st.session_state["deep_link"] = (page, dict(st.query_params))
+        st.switch_page("app.py")
+
+
+def take_deep_link() -> tuple[str, dict[str, str]] | None:
+    return st.session_state.pop("deep_link", None)
+
+
 def demo() -> str:
     _init()
     return st.session_state[_DEMO]

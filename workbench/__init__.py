@@ -20,6 +20,7 @@ from workbench.analysis import (
 from workbench.evaluate import Report, Workbench
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
 from workbench.explain import ATTRIBUTION_METHODS, LAYER_METHODS, Attribution, ExplainError
+from workbench.io import LoadError, load_data, load_model
 from workbench.models import Demo, DemoMeta, ModelInfo, list_demos, load_demo
 from workbench.pruning.criteria import CRITERIA, Criterion, LayerContext, register_criterion
 from workbench.pruning.granularity import GRANULARITIES, Granularity
@@ -52,6 +53,7 @@ __all__ = [
     "ExplainError",
     "Granularity",
     "LayerContext",
+    "LoadError",
     "ModelInfo",
     "PlanError",
     "PrunableLayer",
@@ -60,6 +62,8 @@ __all__ = [
     "Workbench",
     "find_prunable_layers",
     "list_demos",
+    "load_data",
     "load_demo",
+    "load_model",
     "register_criterion",
 ]

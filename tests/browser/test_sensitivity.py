@@ -82,7 +82,7 @@ def test_stop_abandons_the_scan_and_keeps_nothing(page: Page, streamlit_server: 
     main.get_by_test_id("stProgress").wait_for()  # the scan is running
     main.get_by_role("button", name="Stop").click()
     wait_for_app(page, timeout_ms=120_000)
-    main.get_by_text("Scan stopped; nothing was kept.").wait_for()
+    page.get_by_text("Scan stopped; nothing was kept.").wait_for()
     assert main.get_by_role("button", name="Run scan").is_enabled()  # nothing cached
     assert main.get_by_text("Interaction check").count() == 0
     screenshot(page, "sensitivity-stopped")

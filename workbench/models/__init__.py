@@ -1,6 +1,6 @@
 """The demo model zoo: small trained models with the exact data they were trained on."""
 
-from workbench.models.demos import Demo, DemoMeta, list_demos, load_demo
+from workbench.models.demos import Demo, DemoMeta, demo_info, list_demos, load_demo
 from workbench.models.info import ModelInfo
 
-__all__ = ["Demo", "DemoMeta", "ModelInfo", "list_demos", "load_demo"]
+__all__ = ["Demo", "DemoMeta", "ModelInfo", "demo_info", "list_demos", "load_demo"]

@@ -80,21 +80,24 @@ class Demo:
 
     @property
     def info(self) -> ModelInfo:
-        m = self.meta
-        return ModelInfo(
-            name=m.name,
-            title=m.title,
-            description=m.description,
-            task=m.task,
-            input_kind=m.input_kind,
-            input_shape=m.input_shape,
-            class_names=m.class_names,
-            feature_names=m.feature_names,
-            target_name=m.target_name,
-            dataset=m.dataset,
-            n_train=m.n_train,
-            n_val=m.n_val,
-        )
+        return _info(self.meta)
+
+
+def _info(m: DemoMeta) -> ModelInfo:
+    return ModelInfo(
+        name=m.name,
+        title=m.title,
+        description=m.description,
+        task=m.task,
+        input_kind=m.input_kind,
+        input_shape=m.input_shape,
+        class_names=m.class_names,
+        feature_names=m.feature_names,
+        target_name=m.target_name,
+        dataset=m.dataset,
+        n_train=m.n_train,
+        n_val=m.n_val,
+    )
 
 
 #: Built from seeds at load time (seconds, not milliseconds): offered last, for trying scale.
@@ -121,31 +124,54 @@ def load_demo(name: str) -> Demo:
     return Demo(name=name, model=model, train=train, val=val, meta=_meta(spec))
 
 
+@cache
+def demo_info(name: str) -> ModelInfo:
+    """What the app shows about a demo, without loading its model or data (milliseconds)."""
+    if name == "scale-resnet":
+        return _SCALE_INFO
+    if name not in _DEMO_NAMES:
+        raise ValueError(f"unknown demo {name!r}; valid names: {', '.join(list_demos(True))}")
+    return _info(_meta(_read_spec(name)))
+
+
+_SCALE_INFO = ModelInfo(
+    name="scale-resnet",
+    title="Synthetic ResNet (1.3M params, scale test)",
+    description=(
+        "A ResNet-18-shaped CNN with seeded random weights on 2,000 synthetic 32x32 colour "
+        "images, labelled by its own predictions with 20% noise: not a trained model, but "
+        "the size of a real one, to feel how fast the workbench is at scale."
+    ),
+    task="classification",
+    input_kind="image",
+    input_shape=(3, 32, 32),
+    class_names=tuple(str(i) for i in range(10)),
+    dataset="Synthetic: seeded smooth random images (no download)",
+    n_val=2000,
+)
+
+
 def _scale_demo() -> Demo:
     from workbench.models.synthetic import scale_workload
 
-    model, (inputs, labels) = scale_workload()
+    model, (inputs, labels) = scale_workload(samples=_SCALE_INFO.n_val)
     with torch.no_grad():
         accuracy = torch.cat([model(b) for b in inputs.split(512)]).argmax(1) == labels
-    n = len(labels)
+    i = _SCALE_INFO
     meta = DemoMeta(
-        name="scale-resnet",
-        title="Synthetic ResNet (1.3M params, scale test)",
-        description=(
-            "A ResNet-18-shaped CNN with seeded random weights on 2,000 synthetic 32x32 colour "
-            "images, labelled by its own predictions with 20% noise: not a trained model, but "
-            "the size of a real one, to feel how fast the workbench is at scale."
-        ),
+        name=i.name,
+        title=i.title,
+        description=i.description,
         architecture="ScaleResNet",
-        task="classification",
-        input_kind="image",
+        task=i.task,
+        input_kind=i.input_kind,
         input_shape=tuple(inputs.shape[1:]),
-        class_names=tuple(str(i) for i in range(10)),
+        class_names=i.class_names,
         feature_names=(),
         target_name="",
-        dataset="Synthetic: seeded smooth random images (no download)",
+        dataset=i.dataset,
         n_train=0,
-        n_val=n,
+        n_val=len(labels),
         params=sum(p.numel() for p in model.parameters()),
         seed=0,
         dense_metrics={"accuracy": accuracy.double().mean().item()},
