@@ -28,6 +28,7 @@ state.route_through_app("pages/sensitivity.py")
 name = state.demo()
 bench = loaders.bench(name)
 n_samples = int(bench.dense_outputs.shape[0])
+BIG_SCAN_FLOPS = 1e12  # above this, suggest a subset first (minutes on a laptop CPU)
 DEFAULT_TEXT = ", ".join(f"{level * 100:g}" for level in DEFAULT_LEVELS)
 KIND_LABELS = {
     "sparsity": "Global sparsity",
@@ -131,10 +132,18 @@ def run_scan(settings: ScanSettings) -> pd.DataFrame | None:
             f"{len(settings.levels)} levels)."
         )
         return frame
+    samples = settings.subset or n_samples
+    big = bench.dense_size["flops_dense"] * samples * points > BIG_SCAN_FLOPS
     info.caption(
         f"{points} single-layer evaluations ({len(bench.layer_names)} layers × "
         f"{len(settings.levels)} levels). Each resumes from the layer's cached input, so it "
         "costs only the part of the network after that layer."
+        + (
+            " This is a big model: scanning a few hundred samples first (with bootstrap "
+            "intervals) takes a fraction of the time."
+            if big
+            else ""
+        )
     )
     if not run:
         return None

@@ -27,6 +27,7 @@ interact. All three use the scan's criterion and granularity, so only the alloca
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -724,7 +725,7 @@ def _drop(metric: str, dense: float, value: float) -> float:
 
 
 def _check_number(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise BudgetError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value):
         raise BudgetError(f"{name} must be finite, got {value!r}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import threading
 import weakref
 from collections import OrderedDict
@@ -487,7 +488,7 @@ def _copy(frame: pd.DataFrame) -> pd.DataFrame:
 def _check_levels(levels: Iterable[float]) -> tuple[float, ...]:
     values = []
     for value in levels:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ScanError(f"levels must be numbers, got {value!r}")
         if not math.isfinite(value) or not 0.0 <= value <= 1.0:
             raise ScanError(f"levels are sparsities between 0 and 1, got {value!r}")
