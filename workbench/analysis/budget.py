@@ -10,8 +10,10 @@ maximum metric drop), `solve_budget` proposes three pruning plans:
   s is the worst drop at any level up to s), so a lucky bump never buys sparsity. With
   `interpolate=True` (default) sparsities are multiples of `step` (1 %, the Prune page's slider
   step) read off the curve linearly interpolated between scanned levels; with False only
-  scanned levels are used. Without a target, δ is the largest common drop whose summed drops
-  stay within `max_drop`.
+  scanned levels are used. A step of δ can carry a layer along a flat stretch of its curve far
+  past the target, so the layers that moved at the last step go only the same fraction of
+  their way that the target needs. Without a target, δ is the largest common drop whose
+  summed drops stay within `max_drop`.
 - **uniform**: the same sparsity on every free layer (clipped to its bounds), the smallest
   multiple of `step` that reaches the target.
 - **global**: the free layers' units ranked together by the scan's criterion (`scope="global"`:
