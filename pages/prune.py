@@ -176,12 +176,15 @@ def workbench_panel() -> None:
                 "prune whole channels or use a 2:4 pattern on hardware that supports it.",
                 icon=":material/info:",
             )
-        tabs = st.tabs(["Layers", "Last layer touched", "Per class"])
-        with tabs[0]:
-            st.plotly_chart(
-                charts.layer_bars(report.layers), width="stretch", config={"displayModeBar": False}
-            )
-        with tabs[1]:
+        # One chart per change: only the view on screen is built (each costs a few ms).
+        view = st.segmented_control(
+            "View",
+            ["Layers", "Last layer touched", "Per class"],
+            default="Layers",
+            key=state.widget_key("view"),
+            label_visibility="collapsed",
+        )
+        if view == "Last layer touched":
             touched = state.touched_layer() or bench.layer_names[0]
             weight = bench.dense_weight(touched)
             mask = bench.masks(plan).get(touched)
@@ -191,7 +194,7 @@ def workbench_panel() -> None:
                 width="stretch",
                 config={"displayModeBar": False},
             )
-        with tabs[2]:
+        elif view == "Per class":
             per_class = report.per_class
             if per_class is None:
                 st.caption("Regression model: no classes. The cards above show R², MSE and MAE.")
@@ -207,6 +210,10 @@ def workbench_panel() -> None:
                     width="stretch",
                     config={"displayModeBar": False},
                 )
+        else:
+            st.plotly_chart(
+                charts.layer_bars(report.layers), width="stretch", config={"displayModeBar": False}
+            )
 
 
 st.title("Prune")

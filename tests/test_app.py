@@ -131,3 +131,15 @@ def test_malformed_url_plan_is_ignored() -> None:
     at = open_page("pages/prune.py", query={"sp": "nonsense:abc", "method": "nope"})
     assert not at.exception
     assert layer_slider(at, "features.0").value == 0
+
+
+@pytest.mark.parametrize("demo", ["digits-cnn", "diabetes-regressor"])
+def test_every_view_of_the_prune_page_renders(demo: str) -> None:
+    at = open_page("pages/prune.py", demo=demo, query={"sp": f"{'net.0' if 'diab' in demo else 'features.2'}:0.5"})
+    view = at.button_group(key=f"view:{demo}:")
+    for option in ("Last layer touched", "Per class", "Layers"):
+        view.set_value(option).run()
+        assert not at.exception, [e.value for e in at.exception]
+    if demo == "diabetes-regressor":
+        view.set_value("Per class").run()
+        assert any("Regression model" in c.value for c in at.caption)
