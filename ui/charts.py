@@ -37,6 +37,16 @@ def _layout(height: int, **extra: object) -> dict:
     return layout
 
 
+def style(fig: go.Figure, height: int) -> go.Figure:
+    """The same look on a figure made with Plotly's builder API (every axis, subplots too)."""
+    layout = _layout(height)
+    xaxis, yaxis = layout.pop("xaxis"), layout.pop("yaxis")
+    fig.update_layout(**layout)
+    fig.update_xaxes(**xaxis)
+    fig.update_yaxes(**yaxis)
+    return fig
+
+
 def _bars(bins: pd.DataFrame, xaxis: str = "x", yaxis: str = "y", legend: bool = True) -> list:
     centers = ((bins["left"] + bins["right"]) / 2).tolist()
     width = float((bins["right"] - bins["left"]).iloc[0])

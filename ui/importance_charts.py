@@ -9,7 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.charts import CUT, GRID, KEPT
+from ui.charts import CUT, KEPT
+from ui.charts import style as _style
 
 #: Attribution colours: red pushes the explained output up, blue pushes it down.
 ATTRIBUTION_SCALE = "RdBu_r"
@@ -18,19 +19,6 @@ KEPT_SCALE = [[0.0, CUT], [0.5, "#C4B5FD"], [1.0, KEPT]]
 INPUT_SCALE = "Greys"
 FRAME = "#CBD5E1"
 
-
-def _style(fig: go.Figure, height: int) -> go.Figure:
-    """The look of ui.charts: white plot, light grid, legend on top."""
-    fig.update_layout(
-        height=height,
-        margin=dict(l=10, r=10, t=36, b=10),
-        plot_bgcolor="white",
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
-        font=dict(size=12),
-    )
-    fig.update_xaxes(showgrid=False, zeroline=False)
-    fig.update_yaxes(gridcolor=GRID, zeroline=False)
-    return fig
 
 
 def _limit(*arrays: np.ndarray) -> float:

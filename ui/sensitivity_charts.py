@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from ui.charts import ACCENT, DENSE, GRID, KEPT
+from ui.charts import ACCENT, DENSE, KEPT
+from ui.charts import style as _style
 from ui.widgets import METRIC_LABELS, fmt_metric
 from workbench.analysis import PROPOSALS
 
@@ -14,19 +15,6 @@ from workbench.analysis import PROPOSALS
 PROPOSAL_COLORS = {"equal-drop": KEPT, "uniform": ACCENT, "global": "#10B981"}
 _PALETTE = qualitative.Plotly + qualitative.D3
 
-
-def _style(fig: go.Figure, height: int) -> go.Figure:
-    """The look of the app's other charts (ui/charts.py)."""
-    fig.update_layout(
-        height=height,
-        margin=dict(l=10, r=10, t=36, b=10),
-        plot_bgcolor="white",
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
-        font=dict(size=12),
-    )
-    fig.update_xaxes(showgrid=False, zeroline=False)
-    fig.update_yaxes(gridcolor=GRID, zeroline=False)
-    return fig
 
 
 def is_percent(metric: str) -> bool:
