@@ -508,10 +508,11 @@ def _env_bytes(env: dict) -> int:
     seen, total = set(), 0
     for value in env.values():
         if isinstance(value, torch.Tensor):
-            ptr = value.untyped_storage().data_ptr()
+            # A batch is often a view of one big tensor: count what the view covers, once.
+            ptr = value.data_ptr()
             if ptr not in seen:
                 seen.add(ptr)
-                total += value.untyped_storage().nbytes()
+                total += value.numel() * value.element_size()
     return total
 
 
