@@ -13,10 +13,10 @@ PIP := $(VPY) -m pip --disable-pip-version-check --no-input
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: help venv deps dev-deps run test lint bench train-demos clean
+.PHONY: help venv deps dev-deps run serve test lint bench train-demos clean
 
 help:
-	@echo "Targets: venv deps dev-deps run [PORT=8501] test lint bench train-demos clean"
+	@echo "Targets: venv deps dev-deps run [PORT=8501] serve [ADDRESS=0.0.0.0] test lint bench train-demos clean"
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,18 @@ deps: $(RUNTIME_STAMP)
 
 dev-deps: $(DEV_STAMP)
 
+# Your own machine: served on localhost only. Local paths, architecture files and trusted
+# pickles stay off unless you start it with WORKBENCH_LOCAL_CODE=1 (see the README).
 run: deps
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.headless true
+	$(VENV)/bin/streamlit run app.py --server.address localhost --server.port $(PORT) \
+		--server.headless true
+
+# A shared server: listens on ADDRESS, and the local-code features are forced off whatever
+# the environment says.
+ADDRESS ?= 0.0.0.0
+serve: deps
+	WORKBENCH_LOCAL_CODE=0 $(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) \
+		--server.port $(PORT) --server.headless true
 
 test: dev-deps
 	bash scripts/ensure_chromium.sh
