@@ -75,20 +75,36 @@ class DataStatistics:
         return F.mse_loss(outputs.reshape(targets.shape), targets, reduction="sum")
 
     def _compute_taylor(self) -> dict[str, torch.Tensor]:
+        """|w · ∂L/∂w| with L the mean loss over the whole data set.
+
+        The gradient of the whole set's loss is accumulated (signed, in float64) over the
+        batches and the absolute value taken once at the end, as Torch-Pruning's
+        TaylorImportance does after accumulating `.grad`: the batch size is then only a speed
+        setting and changes the scores by float rounding alone. (Taking |·| per batch, or the
+        per-minibatch squares Molchanov et al. 2019 average, would make the scores depend on
+        how the data is split.)
+        """
         params = {
             name: weight.detach().clone().requires_grad_(True)
             for name, weight in self._weights.items()
         }
-        totals = {name: torch.zeros_like(weight) for name, weight in params.items()}
+        sums = {
+            name: torch.zeros_like(weight, dtype=torch.float64) for name, weight in params.items()
+        }
+        count = 0
         with torch.enable_grad():
             for inputs, targets in self._batches():
                 raw = self._runner.run({"input": inputs}, 0, self._runner.end, params)
                 loss = self._loss(self._output(raw), targets)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-                for (name, weight), grad in zip(params.items(), grads, strict=True):
+                for name, grad in zip(params, grads, strict=True):
                     if grad is not None:
-                        totals[name] += (weight.detach() * grad).abs()
-        return totals
+                        sums[name] += grad.double()
+                count += int(targets.shape[0])
+        return {
+            name: (weight.detach().double() * sums[name] / max(count, 1)).abs().to(weight.dtype)
+            for name, weight in params.items()
+        }
 
     def _compute_input_squares(self) -> dict[str, torch.Tensor]:
         squares: dict[str, torch.Tensor] = {}

@@ -10,7 +10,8 @@ class Taylor(Criterion):
     label = "Taylor (|w·∂L/∂w|)"
     description = (
         "Estimates how much the loss would change if a weight were removed, from the weight "
-        "times its gradient (first-order Taylor expansion), summed over the validation batches."
+        "times the gradient of the mean loss over the whole validation set (first-order Taylor "
+        "expansion). The batch size does not change it."
     )
     needs_data = True
 
