@@ -542,14 +542,19 @@ def test_fully_pruned_first_layer_makes_a_constant_model(name: str) -> None:
     first = b.layer_names[0]
     report = check_report(c, b, wb.PruningPlan(sparsity={first: 1.0}))
     outputs = b.outputs(wb.PruningPlan(sparsity={first: 1.0}))
+    # Every sample now sees the same values, but a batched matmul need not round every row the
+    # same way (the kernel's blocking differs by processor): equal within a few rounding steps.
+    tol = 64 * torch.finfo(outputs.dtype).eps * max(1.0, outputs.abs().max().item())
     for chunk in outputs.split(c.batch_size):
-        assert (chunk == chunk[0]).all()
+        torch.testing.assert_close(chunk, chunk[0].expand_as(chunk), rtol=0, atol=tol)
     if name == "untraceable":
         return  # its branch depends on the input itself, not only on the first layer
-    assert (outputs == outputs[0]).all()
+    torch.testing.assert_close(outputs, outputs[0].expand_as(outputs), rtol=0, atol=tol)
     if c.classification:
-        share = (c.y == outputs[0].argmax()).double().mean().item()
-        assert report.metrics["accuracy"] == share
+        top2 = outputs[0].topk(2).values
+        if top2[0] - top2[1] > 2 * tol:  # a clear winner: every sample predicts it
+            share = (c.y == outputs[0].argmax()).double().mean().item()
+            assert report.metrics["accuracy"] == share
 
 
 # ---- the caller's model, pruned copies, the report cache --------------------------------------
