@@ -9,7 +9,9 @@ PORT ?= 8501
 VENV := .venv
 VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip --disable-pip-version-check --no-input
-# Stamps make reinstalls happen only when a requirements file changes.
+# Every install is held to the known-good versions in constraints.txt (CI gets what passed).
+CONSTRAINTS := constraints.txt
+# Stamps make reinstalls happen only when a requirements file or the constraints change.
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
@@ -24,12 +26,12 @@ $(VPY):
 venv: $(VPY)
 
 # Order-only on the interpreter: the venv dir mtime changes on every install.
-$(RUNTIME_STAMP): requirements.txt | $(VPY)
-	$(PIP) install -r requirements.txt
+$(RUNTIME_STAMP): requirements.txt $(CONSTRAINTS) | $(VPY)
+	$(PIP) install -r requirements.txt -c $(CONSTRAINTS)
 	touch $@
 
-$(DEV_STAMP): requirements-dev.txt requirements.txt $(RUNTIME_STAMP)
-	$(PIP) install -r requirements-dev.txt
+$(DEV_STAMP): requirements-dev.txt requirements.txt $(CONSTRAINTS) $(RUNTIME_STAMP)
+	$(PIP) install -r requirements-dev.txt -c $(CONSTRAINTS)
 	touch $@
 
 deps: $(RUNTIME_STAMP)
