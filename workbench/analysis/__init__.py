@@ -8,6 +8,7 @@ from workbench.analysis.budget import (
     Proposal,
     drop_table,
     footprint,
+    recommended,
     solve_budget,
     tolerated_sparsity,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "footprint",
     "parse_levels",
     "primary_metric",
+    "recommended",
     "scan",
     "scan_iter",
     "solve_budget",

@@ -22,23 +22,35 @@ maximum metric drop), `solve_budget` proposes three pruning plans:
   are ranked again; the plan is then per layer, rounded to `step`.
 
 Each proposal carries the metric predicted by adding the single-layer drops read off the scan
-and the metric measured by evaluating the whole plan: the difference is how much the layers
-interact. All three use the scan's criterion and granularity, so only the allocation differs.
+(clipped to the metric's range) and the metric measured by evaluating the whole plan: the
+difference is how much the layers interact. All three use the scan's criterion and granularity,
+so only the allocation differs.
+
+**A max drop is met as measured, not as predicted.** Layers pruned together can cost far more
+than the sum of their single-layer drops, so with `max_drop` each proposal is refined with
+measured evaluations: its allocation is rebuilt for a lower (or, without a target, a higher)
+global sparsity, found by bisection, until the whole plan's measured drop is within the limit.
+The proposal marked `recommended` is the best measured one: within the max drop, then meeting
+the target, then (without a target) the most sparsity, then the best metric.
+
+**No layer is removed whole** unless `whole_layers=True`: every free layer keeps at least one
+weight (or channel), so its largest sparsity is below 1 (0.99 at the default step, less for a
+layer with few channels). Locked layers stay where the user put them.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 
 from workbench.analysis.sensitivity import primary_metric
-from workbench.evaluate.metrics import HIGHER_IS_BETTER
+from workbench.evaluate.metrics import HIGHER_IS_BETTER, clamp_metric, compute_metrics
 from workbench.evaluate.report import Report
 from workbench.evaluate.workbench import Workbench
 from workbench.pruning.granularity import GRANULARITIES
@@ -52,6 +64,7 @@ __all__ = [
     "Proposal",
     "drop_table",
     "footprint",
+    "recommended",
     "solve_budget",
     "tolerated_sparsity",
 ]
@@ -72,6 +85,8 @@ PROPOSALS: dict[str, str] = {
     "global": "Global ranking",
 }
 _EPS = 1e-9
+#: Measured evaluations at most per proposal when refining it to meet a max drop.
+REFINE_STEPS = 12
 
 
 class BudgetError(ValueError):
@@ -93,8 +108,13 @@ class Budget:
     metric: str | None = None  # None: the task's primary metric
     step: float = 0.01  # sparsities are multiples of this: the Prune page's sliders move by 1 %
     interpolate: bool = True  # equal-drop between scanned levels, or only at them
+    # Off: every free layer keeps at least one weight (channel); a layer removed whole cuts the
+    # network (or deletes classes at the output), which no single-layer scan point predicts.
+    whole_layers: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.whole_layers, bool):
+            raise BudgetError(f"whole_layers must be True or False, got {self.whole_layers!r}")
         if self.kind not in TARGET_KINDS:
             raise BudgetError(
                 f"unknown target kind {self.kind!r}; choose one of {', '.join(TARGET_KINDS)}"
@@ -158,6 +178,11 @@ class Proposal:
     report: Report
     common_drop: float | None = None  # equal-drop: the δ every free layer stays within
     notes: tuple[str, ...] = ()
+    recommended: bool = False  # the best measured proposal of its solve (see `recommended`)
+    # The scan's plan before it was refined to meet the max drop as measured, and what it
+    # measured (None: it was kept as is).
+    unrefined: PruningPlan | None = None
+    unrefined_measured: float | None = None
 
     @property
     def title(self) -> str:
@@ -208,6 +233,11 @@ def solve_budget(
     method = method or scan.attrs.get("method", "l1")
     granularity = granularity or scan.attrs.get("granularity", "unstructured")
     return _Solver(bench, scan, budget, method, granularity).solve()
+
+
+def recommended(proposals: Iterable[Proposal]) -> Proposal | None:
+    """The proposal `solve_budget` recommends, or None when none meets the max drop measured."""
+    return next((p for p in proposals if p.recommended), None)
 
 
 def footprint(bench: Workbench, plan: PruningPlan) -> dict[str, float]:
@@ -452,8 +482,46 @@ class _Solver:
         self.accounting = _Accounting(bench)
         self.rounding = len(self.layers) / (2 * sum(self.accounting.params.values()))
         self.steps = round(1 / budget.step)
+        if not budget.whole_layers:
+            for name in self.free:
+                self.high[name] = self._below_whole(name, self.high[name])
+                if self.low[name] > self.high[name] + _EPS:
+                    raise BudgetError(
+                        f"layer {name!r}: a minimum sparsity of {self.low[name]:.0%} removes it "
+                        f"whole (at most {self.high[name]:.0%} keeps a unit): lower the minimum "
+                        "or allow whole layers (whole_layers=True)"
+                    )
+        self._measured: dict[tuple, float] = {}
+        self.evaluations = 0  # measured evaluations spent on refining, for the notes
 
     # ---- helpers ---------------------------------------------------------------------------
+
+    def _below_whole(self, name: str, high: float) -> float:
+        """The largest multiple of the step up to `high` (and below 1) that keeps a unit."""
+        k = math.floor(min(high, 1.0 - self.budget.step / 2) / self.budget.step + _EPS)
+        while k > 0:
+            value = round(k * self.budget.step, 10)
+            plan = PruningPlan({name: value}, method=self.method, granularity=self.granularity)
+            if bool(self.bench.masks(plan)[name].any()):
+                return value
+            k -= 1
+        return 0.0
+
+    def _measure(self, plan: PruningPlan) -> float:
+        """The plan's metric on the whole validation set, as `bench.evaluate(plan).metrics`
+        (outputs only: the size report is not needed to bisect)."""
+        key = (tuple(sorted(plan.sparsity.items())), plan.scope)
+        if key not in self._measured:
+            bench = self.bench
+            outputs = bench.outputs(plan)
+            metrics = compute_metrics(bench.task, outputs, bench.targets, bench.dense_outputs)
+            self._measured[key] = metrics[self.metric]
+            self.evaluations += 1
+        return self._measured[key]
+
+    def _within(self, value: float) -> bool:
+        assert self.budget.max_drop is not None
+        return _drop(self.metric, self.dense, value) <= self.budget.max_drop + _EPS
 
     def _grid(self, low: float, high: float) -> list[float]:
         """`low`, then the multiples of the step in (low, high]."""
@@ -487,7 +555,7 @@ class _Solver:
     def _predicted(self, sparsity: Mapping[str, float]) -> float:
         total = sum(self.curves[n].drop(s) for n, s in sparsity.items() if s > 0)
         sign = 1.0 if HIGHER_IS_BETTER[self.metric] else -1.0
-        return self.dense - sign * total
+        return clamp_metric(self.metric, self.dense - sign * total)
 
     # ---- the three allocations -------------------------------------------------------------
 
@@ -615,7 +683,11 @@ class _Solver:
             value = values[index if index is not None else -1]
             _, plan = cut(value)
             masks = self.bench.masks(plan)
-            where = {n: 1.0 - masks[n].sum().item() / masks[n].numel() for n in free}
+            # An empty plan (a cut at 0) has no masks: every layer is dense.
+            where = {
+                n: 1.0 - masks[n].sum().item() / masks[n].numel() if n in masks else 0.0
+                for n in free
+            }
             outside = [n for n in free if not self.low[n] - _EPS <= where[n] <= self.high[n] + _EPS]
             if not outside:
                 break
@@ -640,31 +712,102 @@ class _Solver:
     def solve(self) -> list[Proposal]:
         budget = self.budget
         kind = budget.kind
-        equal, delta = self._equal_drop(kind, budget.target)
+        equal, _ = self._equal_drop(kind, budget.target)
         equal_reach = self._layer_footprint(equal)
         # Without a target, the others spend what the equal-drop allocation reached.
         target = budget.target if budget.target is not None else equal_reach[kind]
-        uniform = self._uniform(kind, target)
-        global_plan, global_sparsity, per_layer = self._global(kind, target)
-        proposals = [
-            self._proposal("equal-drop", self._plan(equal), equal, target, delta),
-            self._proposal("uniform", self._plan(uniform), uniform, target),
-            self._proposal(
-                "global",
-                global_plan,
-                global_sparsity,
-                target,
-                notes=(
-                    (
-                        "Some layers' cut fell outside their bounds or was locked: they are held "
-                        "there and the rest ranked again, then rounded to whole steps."
-                    ),
+        first: dict[str, _Built] = {
+            "equal-drop": (self._plan(equal), equal, ()),
+            "uniform": self._built(self._uniform(kind, target)),
+            "global": self._global_built(kind, target),
+        }
+        # The same allocations rebuilt for a global sparsity, for the refinement's bisection.
+        builders: dict[str, Callable[[float], _Built]] = {
+            "equal-drop": lambda t: self._built(self._equal_drop("sparsity", t)[0]),
+            "uniform": lambda t: self._built(self._uniform("sparsity", t)),
+            "global": lambda t: self._global_built("sparsity", t),
+        }
+        proposals = []
+        for name, built in first.items():
+            before = None
+            if budget.max_drop is not None:
+                built, before = self._refine(builders[name], built)
+            plan, sparsity, notes = built
+            proposals.append(self._proposal(name, plan, sparsity, target, notes, before))
+        return _recommend(proposals, kind, budget.target is not None)
+
+    def _built(self, sparsity: dict[str, float]) -> _Built:
+        return self._plan(sparsity), sparsity, ()
+
+    def _global_built(self, kind: str, target: float) -> _Built:
+        plan, sparsity, per_layer = self._global(kind, target)
+        notes = (
+            (
+                "Some layers' cut fell outside their bounds or was locked: they are held "
+                "there and the rest ranked again, then rounded to whole steps.",
+            )
+            if per_layer
+            else ()
+        )
+        return plan, sparsity, notes
+
+    def _reach(self, plan: PruningPlan) -> float:
+        return self.accounting.of(self.accounting.states_of(plan))["sparsity"]
+
+    def _refine(
+        self, build: Callable[[float], _Built], first: _Built
+    ) -> tuple[_Built, tuple[PruningPlan, float] | None]:
+        """The allocation rebuilt, by bisection on its global sparsity, so that its measured
+        drop is within the max drop: less sparsity when the scan's allocation breaks the limit,
+        more when there is no target and it stays within it. Returns the chosen allocation and,
+        when it differs from `first`, `first`'s sparsities and measured metric."""
+        measured = self._measure(first[0])
+        spent = self.evaluations
+        if self._within(measured):
+            if self.budget.target is not None:
+                return first, None  # the target is met within the max drop: nothing to refine
+            low, best = self._reach(first[0]), first
+            most = {**self.locked, **self.high}
+            high = self._layer_footprint(most)["sparsity"]
+            top = build(high)
+            if high > low + _EPS and self._within(self._measure(top[0])):
+                low, best = high, top
+        else:
+            base = build(0.0)  # every free layer at its minimum
+            if not self._within(self._measure(base[0])):
+                drop = _drop(self.metric, self.dense, self._measure(base[0]))
+                note = (
+                    "No allocation meets the max drop as measured: with every free layer at its "
+                    f"minimum the drop is already {drop:.4g} (the locked layers spend it)."
                 )
-                if per_layer
-                else (),
-            ),
-        ]
-        return proposals
+                return (first[0], first[1], (*first[2], note)), None
+            low, best, high = 0.0, base, self._reach(first[0])
+        for _ in range(REFINE_STEPS):
+            if high - low <= self.budget.step:  # one slider step of global sparsity
+                break
+            middle = (low + high) / 2
+            candidate = build(middle)
+            if self._within(self._measure(candidate[0])):
+                low, best = middle, candidate
+            else:
+                high = middle
+        if best is first:
+            return first, None
+        before = self._reach(first[0])
+        after = self._reach(best[0])
+        drop = _drop(self.metric, self.dense, measured)
+        how = (
+            f"the scan's allocation ({before:.1%} sparsity) measured a drop of {drop:.4g}, "
+            "beyond the max drop, so it was backed off"
+            if after < before
+            else f"the scan's allocation ({before:.1%} sparsity) stayed within the max drop as "
+            "measured, so it was pushed further"
+        )
+        note = (
+            f"Refined with measured evaluations: {how} to {after:.1%}, the most sparsity the "
+            f"bisection found within the limit ({self.evaluations - spent} evaluations)."
+        )
+        return (best[0], best[1], (*best[2], note)), (first[0], measured)
 
     def _proposal(
         self,
@@ -672,17 +815,19 @@ class _Solver:
         plan: PruningPlan,
         sparsity: dict[str, float],
         target: float,
-        delta: float | None = None,
         notes: tuple[str, ...] = (),
+        before: tuple[PruningPlan, float] | None = None,
     ) -> Proposal:
         report = self.bench.evaluate(plan)
         reached = self.accounting.of(self.accounting.states_of(plan))
-        meets = self._meets(reached, self.budget.kind, target)
+        # Without a target there is nothing to miss: the max drop decides how far each goes.
+        meets = self.budget.target is None or self._meets(reached, self.budget.kind, target)
         notes = list(notes)
         if not meets:
             notes.append(
                 "It cannot reach the target within the layer bounds"
-                + (" and the scanned levels." if name == "equal-drop" else ".")
+                + (" and the scanned levels" if name == "equal-drop" else "")
+                + (" and the max drop (measured)." if before is not None else ".")
             )
         beyond = [n for n, s in sparsity.items() if s > float(self.curves[n].levels[-1]) + _EPS]
         if beyond:
@@ -690,6 +835,9 @@ class _Solver:
                 f"{len(beyond)} layer(s) go beyond the last scanned level: their predicted drop "
                 "is the last one scanned."
             )
+        delta = None
+        if name == "equal-drop":  # the largest drop any free layer reaches on its own curve
+            delta = max((self.curves[n].envelope_at(sparsity[n]) for n in self.free), default=0.0)
         return Proposal(
             name=name,
             plan=plan,
@@ -704,7 +852,31 @@ class _Solver:
             report=report,
             common_drop=delta,
             notes=tuple(notes),
+            unrefined=None if before is None else before[0],
+            unrefined_measured=None if before is None else before[1],
         )
+
+
+_Built = tuple[PruningPlan, dict[str, float], tuple[str, ...]]  # plan, sparsities, notes
+
+
+def _recommend(proposals: list[Proposal], kind: str, has_target: bool) -> list[Proposal]:
+    """The proposals with the best measured one marked: within the max drop first, then meeting
+    the target with the best metric (without a target: the most sparsity, then the metric).
+    None is marked when none is within the max drop."""
+
+    def rank(p: Proposal) -> tuple:
+        reach = p.footprint[kind] if kind == "sparsity" else -p.footprint[kind]
+        goodness = -p.measured_drop
+        if has_target:
+            return (p.meets_target, goodness if p.meets_target else reach, reach)
+        return (reach, goodness)
+
+    eligible = [p for p in proposals if p.within_max_drop is not False]
+    if not eligible:
+        return proposals
+    best = max(eligible, key=rank)  # the first of equals: the order of PROPOSALS
+    return [replace(p, recommended=True) if p is best else p for p in proposals]
 
 
 # ---- small helpers -----------------------------------------------------------------------------
