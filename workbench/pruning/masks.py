@@ -10,18 +10,25 @@ import torch
 
 from workbench.pruning.criteria import CRITERIA, LayerContext, LayerStatistics
 from workbench.pruning.granularity import GRANULARITIES
+from workbench.pruning.granularity.base import cut_is_tied
 from workbench.pruning.layers import PrunableLayer
 from workbench.pruning.plan import PlanError, PruningPlan
 
 
 @dataclass(frozen=True)
 class MaskSpec:
-    """Everything that determines one layer's mask: remove the first `removed` units in order."""
+    """Everything that determines one layer's mask: the `removed` lowest-scored units.
+
+    A tie at the cut is broken as torch.nn.utils.prune breaks it for this layer alone
+    (`Granularity.removed_units`), unless `tied` lists the tied units to remove: a global
+    ranking's choice, which the layer's own count does not determine.
+    """
 
     method: str
     granularity: str
     removed: int
     seed: int = 0
+    tied: tuple[int, ...] | None = None
 
 
 class MaskBuilder:
@@ -33,14 +40,19 @@ class MaskBuilder:
         weights: Mapping[str, torch.Tensor],
         statistics: LayerStatistics,
         max_masks: int = 256,
+        output_layers: frozenset[str] = frozenset(),
     ) -> None:
+        # In execution order: a global ranking concatenates the layers in this order.
         self.layers = {layer.name: layer for layer in layers}
+        #: Layers whose output channels are the model's outputs: structured granularities
+        #: cannot remove them (they would delete classes or the regression target).
+        self.output_layers = frozenset(output_layers)
         self._weights = weights  # dense, keyed by weight name
         self._statistics = statistics
         self._unit_scores: dict[tuple[str, str, str, int], torch.Tensor] = {}
         self._orders: dict[tuple[str, str, str, int], torch.Tensor] = {}
         self._units: dict[tuple[str, str], torch.Tensor] = {}
-        self._global_orders: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._global_orders: dict[tuple, tuple[torch.Tensor, torch.Tensor, list[int]]] = {}
         self._masks: OrderedDict[tuple[str, MaskSpec], torch.Tensor] = OrderedDict()
         self._max_masks = max_masks
 
@@ -53,32 +65,59 @@ class MaskBuilder:
                 f"unknown layer {unknown[0]!r}; prunable layers are: {', '.join(self.layers)}"
             )
 
+    def channel_prunable(self, name: str) -> bool:
+        """Whether structured (channel) granularity may remove this layer's output channels."""
+        return name not in self.output_layers
+
+    def skipped(self, plan: PruningPlan) -> dict[str, str]:
+        """Layers the plan asks to prune that it leaves dense, each with the reason."""
+        if not GRANULARITIES[plan.granularity].structured:
+            return {}
+        return {
+            name: (
+                f"{name} is the model's output layer: its channels are the model's outputs "
+                f"(classes or targets), so {plan.granularity} pruning leaves it dense; prune it "
+                "unstructured instead"
+            )
+            for name, sparsity in plan.sparsity.items()
+            if sparsity > 0 and not self.channel_prunable(name)
+        }
+
     def resolve(self, plan: PruningPlan) -> dict[str, MaskSpec]:
         """The mask spec of every layer the plan prunes (layers it leaves dense are absent)."""
         self.check(plan)
         granularity = GRANULARITIES[plan.granularity]
-        seed = plan.seed
+        skipped = self.skipped(plan)
+        cuts: dict[str, tuple[int, tuple[int, ...] | None]]
         if plan.scope == "global" and granularity.ranks_globally:
-            removed = self._global_counts(plan)
+            cuts = self._global_cut(plan, skipped)
         else:
-            removed = {}
+            cuts = {}
             for name, sparsity in plan.sparsity.items():
+                if name in skipped:
+                    continue
                 layer = self.layers[name]
                 units = self.n_units(layer, plan.granularity)
-                removed[name] = granularity.count(sparsity, units, layer)
+                cuts[name] = (granularity.count(sparsity, units, layer), None)
         return {
             name: MaskSpec(
                 plan.method_for(name),
                 plan.granularity,
                 count,
-                seed if plan.method_for(name) == "random" else 0,
+                plan.seed if plan.method_for(name) == "random" else 0,
+                tied,
             )
-            for name, count in removed.items()
+            for name, (count, tied) in cuts.items()
             if count > 0
         }
 
-    def _global_counts(self, plan: PruningPlan) -> dict[str, int]:
-        names = [name for name, s in plan.sparsity.items() if s > 0]
+    def _global_cut(
+        self, plan: PruningPlan, skipped: Mapping[str, str]
+    ) -> dict[str, tuple[int, tuple[int, ...] | None]]:
+        """Per layer: units removed, and the tied units removed where the cut splits a tie."""
+        names = [
+            n for n in self.layers if plan.sparsity.get(n, 0.0) > 0 and n not in skipped
+        ]  # execution order, as global_unstructured given the layers in that order
         if not names:
             return {}
         sizes = [self.n_units(self.layers[n], plan.granularity) for n in names]
@@ -102,11 +141,31 @@ class MaskBuilder:
                     for n in names
                 ]
             )
-            owner = torch.repeat_interleave(torch.arange(len(names)), torch.tensor(sizes))
-            self._global_orders[key] = (torch.argsort(scores.cpu(), stable=True), owner)
-        order, owner = self._global_orders[key]
-        counts = torch.bincount(owner[order[:target]], minlength=len(names)).tolist()
-        return dict(zip(names, counts, strict=True))
+            starts = [0, *torch.tensor(sizes).cumsum(0).tolist()]
+            self._global_orders[key] = (scores, torch.argsort(scores, stable=True), starts)
+        scores, order, starts = self._global_orders[key]
+        if not cut_is_tied(scores, order, target):
+            bounds = torch.tensor(starts[1:-1])
+            owner = torch.bucketize(order[:target], bounds, right=True)
+            counts = torch.bincount(owner, minlength=len(names)).tolist()
+            return {n: (count, None) for n, count in zip(names, counts, strict=True)}
+        # global_unstructured's L1Unstructured: torch.topk(..., largest=False) over all scores.
+        removed = torch.zeros(scores.numel(), dtype=torch.bool)
+        removed[torch.topk(scores, target, largest=False).indices] = True
+        cuts: dict[str, tuple[int, tuple[int, ...] | None]] = {}
+        for i, n in enumerate(names):
+            local = removed[starts[i] : starts[i + 1]]
+            count = int(local.sum())
+            layer_scores = scores[starts[i] : starts[i + 1]]
+            layer_order = self._order(
+                self.layers[n], plan.method_for(n), plan.granularity, plan.seed
+            )
+            tied = None
+            if cut_is_tied(layer_scores, layer_order, count):
+                at_cut = layer_scores == layer_scores[layer_order[count - 1]]
+                tied = tuple(torch.nonzero(local & at_cut).flatten().tolist())
+            cuts[n] = (count, tied)
+        return cuts
 
     # ---- cached pieces ---------------------------------------------------------------------
 
@@ -126,17 +185,18 @@ class MaskBuilder:
         key = (layer.name, method, granularity, seed)
         if key not in self._unit_scores:
             context = LayerContext(layer, self._weights[layer.weight_name], self._statistics, seed)
-            scores = CRITERIA[method].scores(context).detach().double().cpu()
+            criterion = CRITERIA[method]
+            # On the CPU, as the oracle (torch.nn.utils.prune on a CPU copy) computes them.
+            scores = criterion.scores(context).detach().cpu()
             if scores.shape != torch.Size(layer.shape):
                 raise ValueError(
                     f"criterion {method!r} gave scores shaped {tuple(scores.shape)} for layer "
                     f"{layer.name!r} with weight {layer.shape}"
                 )
-            units = self._unit_index(layer, granularity).reshape(-1)
-            n = int(units.max()) + 1
-            self._unit_scores[key] = torch.zeros(n, dtype=torch.float64).index_add_(
-                0, units, scores.reshape(-1)
-            )
+            units = GRANULARITIES[granularity].unit_scores(scores, layer, criterion.norm)
+            # float64 holds float32 values exactly, and torch.topk compares float32 in float64
+            # on the CPU: the same order and the same choice among ties as on the originals.
+            self._unit_scores[key] = units.double()
         return self._unit_scores[key]
 
     def _order(
@@ -157,8 +217,16 @@ class MaskBuilder:
         layer = self.layers[name]
         order = self._order(layer, spec.method, spec.granularity, spec.seed)
         units = self._unit_index(layer, spec.granularity)
-        removed_units = torch.zeros(order.numel(), dtype=torch.bool)
-        removed_units[order[: spec.removed]] = True
+        if spec.tied is None:
+            scores = self.unit_scores(layer, spec.method, spec.granularity, spec.seed)
+            removed_units = GRANULARITIES[spec.granularity].removed_units(
+                scores, order, spec.removed
+            )
+        else:
+            # Every unit scoring below the cut's value precedes the tied ones in the order.
+            removed_units = torch.zeros(order.numel(), dtype=torch.bool)
+            removed_units[order[: spec.removed - len(spec.tied)]] = True
+            removed_units[list(spec.tied)] = True
         keep = ~removed_units[units]
         keep = keep.to(self._weights[layer.weight_name].device)
         self._masks[key] = keep

@@ -38,8 +38,9 @@ class LayerContext:
 class Criterion(ABC):
     """Scores weights by importance: the lowest scores are pruned first.
 
-    Granularities sum scores over the weights of a unit (a channel, say), so a score should be
-    additive: |w| sums to a channel's L1 norm, w² to its squared L2 norm.
+    A unit of several weights (a channel) scores the ℓ`norm` norm of its weights' scores, as
+    `torch.nn.utils.prune.ln_structured(n=norm, importance_scores=scores)` computes it: |w|
+    with norm 1 is a channel's L1 norm, |w| with norm 2 its L2 norm.
     """
 
     name: ClassVar[str]
@@ -47,6 +48,8 @@ class Criterion(ABC):
     description: ClassVar[str]
     #: Statistics the criterion reads, so callers can warn that it runs the data through the model.
     needs_data: ClassVar[bool] = False
+    #: The p of the norm that scores a unit from its weights' scores (ln_structured's n).
+    norm: ClassVar[float] = 1
 
     @abstractmethod
     def scores(self, context: LayerContext) -> torch.Tensor:

@@ -13,6 +13,9 @@ class L2(Criterion):
         "which weighs a few large weights more than L1 does."
     )
 
+    # A channel scores the L2 norm of |w|, which is ln_structured(n=2)'s norm bit for bit;
+    # single weights rank by |w| (squares would round distinct small weights into ties).
+    norm = 2
+
     def scores(self, context: LayerContext) -> torch.Tensor:
-        # Squares add up to the squared L2 norm of a channel, which ranks like the norm itself.
-        return context.weight.square()
+        return context.weight.abs()

@@ -50,6 +50,14 @@ class NM(Granularity):
             kept.append(ranked[:, drop:].reshape(-1))
         return torch.cat(removed + kept)
 
+    def removed_units(
+        self, unit_scores: torch.Tensor, order: torch.Tensor, count: int
+    ) -> torch.Tensor:
+        # No torch counterpart: each group's stable order decides (ties to the lower index).
+        removed = torch.zeros(order.numel(), dtype=torch.bool)
+        removed[order[:count]] = True
+        return removed
+
     def count(self, sparsity: float, n_units: int, layer: PrunableLayer) -> int:
         if sparsity == 0.0:
             return 0
