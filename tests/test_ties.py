@@ -36,7 +36,7 @@ def _tied(shape: tuple[int, ...], distinct_rows: int, generator: torch.Generator
     per_row = int(torch.tensor(shape[1:]).prod())
     base = torch.randint(-4, 5, (distinct_rows, per_row), generator=generator).float() / 8
     rows = []
-    for i in range(shape[0]):
+    for _ in range(shape[0]):
         row = base[int(torch.randint(0, distinct_rows, (), generator=generator))]
         rows.append(row[torch.randperm(per_row, generator=generator)])
     return torch.stack(rows).reshape(shape)
