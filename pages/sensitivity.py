@@ -17,6 +17,7 @@ from workbench.analysis import (
     cached_scan,
     drop_table,
     parse_levels,
+    recommended,
     scan_iter,
     solve_budget,
     tolerated_sparsity,
@@ -43,6 +44,13 @@ DESCRIPTIONS = {
     "uniform": "The same sparsity on every free layer, however sensitive it is.",
     "global": "All free layers' weights ranked together by the criterion (global magnitude "
     "with l1): one threshold for the whole network.",
+}
+
+#: Why a proposal is recommended, with and without a max drop.
+RECOMMENDED = {
+    True: "The best as measured: within the max drop, then meeting the target, then the most "
+    "sparsity and the best metric.",
+    False: "The best measured metric of the proposals that meet the target.",
 }
 
 
@@ -351,7 +359,15 @@ def budget_form(metric: str) -> Budget | None:
         )
         top[2].caption(
             "Locked layers stay at their sparsity on the Prune page. Min / max bound each free "
-            "layer (in %). Sparsities are whole percents, like the Prune page's sliders."
+            "layer (in %). Sparsities are whole percents, like the Prune page's sliders. With a "
+            "max drop, each proposal is checked by measuring it and backed off until it holds."
+        )
+        whole = top[2].checkbox(
+            "Allow removing a whole layer",
+            value=False,
+            key=_key("whole-layers"),
+            help="Off: every free layer keeps at least one weight (channel). A layer removed "
+            "whole cuts the network, or deletes classes at the output.",
         )
         table = pd.DataFrame(
             {
@@ -399,6 +415,7 @@ def budget_form(metric: str) -> Budget | None:
             if drop_value is None
             else (drop_value / 100 if percent else float(drop_value)),
             metric=metric,
+            whole_layers=bool(whole),
         )
     except BudgetError as error:
         st.error(f"Cannot solve this budget: {error}", icon=":material/error:")
@@ -417,6 +434,13 @@ def proposals_view(proposals: list[Proposal]) -> None:
         "**measured** prunes all the layers at once. The gap between them shows how much the "
         "layers' errors compound (or cancel out) when they are pruned together."
     )
+    best = recommended(proposals)
+    if best is None and proposals and proposals[0].max_drop is not None:
+        st.warning(
+            "No proposal stays within the max drop when measured: the locked layers (or the "
+            "minimum sparsities) already cost more. Unlock layers or raise the max drop.",
+            icon=":material/warning:",
+        )
     columns = st.columns(len(proposals), gap="medium")
     for column, proposal in zip(columns, proposals, strict=True):
         with column.container(border=True):
@@ -435,8 +459,10 @@ def proposal_card(p: Proposal) -> None:
     metric = p.metric
     label = widgets.METRIC_LABELS.get(metric, metric)
     color = "normal" if HIGHER_IS_BETTER[metric] else "inverse"
-    st.markdown(f"#### {p.title}")
+    st.markdown(f"#### {p.title}" + (" :green-badge[Recommended]" if p.recommended else ""))
     st.caption(DESCRIPTIONS[p.name])
+    if p.recommended:
+        st.caption(RECOMMENDED[p.max_drop is not None])
     a, b = st.columns(2)
     a.metric(
         f"Measured {label.lower() if label != 'R²' else label}",
@@ -486,7 +512,7 @@ def proposal_card(p: Proposal) -> None:
         key=_key(f"apply-{p.name}"),
         icon=":material/content_cut:",
         width="stretch",
-        type="primary" if p.name == "equal-drop" else "secondary",
+        type="primary" if p.recommended else "secondary",
     ):
         state.set_plan(p.plan)
         st.switch_page("pages/prune.py")

@@ -110,3 +110,28 @@ def test_bootstrap_scan_shows_intervals() -> None:
     assert {"r2_low", "r2_high"} <= set(table.columns)
     assert (table["r2_low"] <= table["r2"]).all() and (table["r2"] <= table["r2_high"]).all()
     assert metric_values(at, "Measured R²")
+
+
+def test_most_sparsity_within_the_max_drop_recommends_a_measured_proposal() -> None:
+    """The default max drop (2 pp): the recommended card is one that meets it measured, its
+    Apply button is the primary one, and the whole-layer switch reaches the solver."""
+    at = open_sensitivity("digits-cnn")
+    at.text_input(key=key("levels", "digits-cnn")).set_value("0, 50, 90").run()
+    button(at, "Run scan").click().run()
+    at.segmented_control(key=key("kind", "digits-cnn")).set_value("drop").run()
+    button(at, "Propose budgets").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    proposals = solve_budget(bench, scan(bench, LEVELS), max_drop=0.02, metric="accuracy")
+    best = next(p for p in proposals if p.recommended)
+    assert best.measured_drop <= 0.02 + 1e-12
+    assert metric_values(at, "Measured accuracy") == [f"{p.measured:.2%}" for p in proposals]
+    titles = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert [("Recommended" in t) for t in titles] == [p.recommended for p in proposals]
+    applies = [b for b in at.button if b.label == "Apply on the Prune page"]
+    assert [b.proto.type for b in applies] == [
+        "primary" if p.recommended else "secondary" for p in proposals
+    ]
+    assert not any("above the max drop" in w.value for w in at.warning)
+    assert at.checkbox(key=key("whole-layers", "digits-cnn")).value is False
