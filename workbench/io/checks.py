@@ -8,6 +8,7 @@ tensors (dtype, shape, targets for the task) and builds the engine, yielding pro
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,11 +22,15 @@ from workbench.evaluate.graph import trace
 from workbench.evaluate.workbench import DEFAULT_CACHE_BYTES, Workbench, _as_tensor
 from workbench.io.data import LoadedData
 from workbench.io.models import LoadedModel
-from workbench.io.safety import CheckError
+from workbench.io.safety import DEFAULT_LIMITS, CheckError, Limits
+from workbench.io.sandbox import SANDBOXED_FORMATS, DryRunError
+from workbench.io.sandbox import dry_run as sandbox_dry_run
 from workbench.models.info import ModelInfo
 from workbench.pruning.layers import PRUNABLE_MODULES, find_prunable_layers
 
 DRY_RUN_BATCH = 8
+# Models whose dry run finished in a child process, with the batch shapes it ran.
+_SANDBOX_PASSED: weakref.WeakKeyDictionary[nn.Module, set] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -82,23 +87,32 @@ def check(
     data: LoadedData,
     *,
     task: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> CheckReport:
-    """Every check, each a Finding; errors do not raise (see CheckReport.raise_for_errors)."""
-    return _run(model, data, task)[0]
+    """Every check, each a Finding; errors do not raise (see CheckReport.raise_for_errors).
+
+    The dry run of a model whose code comes from its file (TorchScript, torch.export) first
+    runs in a child process, stopped after `limits.dry_run_seconds`.
+    """
+    return _run(model, data, task, limits)[0]
 
 
 def prepare(
-    model: LoadedModel | nn.Module, data: LoadedData, *, task: str | None = None
+    model: LoadedModel | nn.Module,
+    data: LoadedData,
+    *,
+    task: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Prepared:
     """The tensors the workbench needs, or CheckError saying what does not fit."""
-    report, prepared = _run(model, data, task)
+    report, prepared = _run(model, data, task, limits)
     report.raise_for_errors()
     assert prepared is not None
     return prepared
 
 
 def _run(
-    loaded: LoadedModel | nn.Module, data: LoadedData, task: str | None
+    loaded: LoadedModel | nn.Module, data: LoadedData, task: str | None, limits: Limits
 ) -> tuple[CheckReport, Prepared | None]:
     info = loaded if isinstance(loaded, LoadedModel) else None
     model = loaded.model if isinstance(loaded, LoadedModel) else loaded
@@ -121,7 +135,7 @@ def _run(
             )
         )
         return CheckReport(tuple(findings), None), None
-    output = _dry_run(model, inputs[:batch], findings, info)
+    output = _dry_run(model, inputs[:batch], findings, info, limits)
     if output is None:
         return CheckReport(tuple(findings), None), None
     n_outputs = 1 if output.dim() == 1 else output.shape[1]
@@ -269,10 +283,23 @@ def _dry_run(
     batch: torch.Tensor,
     findings: list[Finding],
     info: LoadedModel | None,
+    limits: Limits,
 ) -> torch.Tensor | None:
     if any(f.level == "error" and f.check.startswith("input") for f in findings):
         return None
     where = f"a batch of shape {_shape(tuple(batch.shape))} ({_dtype(batch.dtype)})"
+    if (
+        info is not None
+        and info.origin is not None
+        and info.format in SANDBOXED_FORMATS
+        and (tuple(batch.shape), batch.dtype) not in _SANDBOX_PASSED.get(model, set())
+    ):
+        try:
+            sandbox_dry_run(info.origin, info.format, batch, limits.dry_run_seconds)
+        except DryRunError as error:
+            findings.append(Finding("error", "dry run", str(error)))
+            return None
+        _SANDBOX_PASSED.setdefault(model, set()).add((tuple(batch.shape), batch.dtype))
     try:
         with torch.no_grad():
             raw = model(batch)
@@ -477,10 +504,11 @@ def build_workbench(
     name: str | None = None,
     task: str | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[Progress]:
     """Check, prepare and build the engine, step by step; the last event holds bench and info."""
     yield Progress(1, 3, "Checking the model and the data (a dry run on one batch)…")
-    report, prepared = _run(model, data, task)
+    report, prepared = _run(model, data, task, limits)
     report.raise_for_errors()
     assert prepared is not None
     yield Progress(

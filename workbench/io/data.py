@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from math import prod
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -41,6 +42,8 @@ from workbench.io.safety import (
 )
 
 #: Column names taken as the target when none is chosen (case-insensitive, in this order).
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle")
 TARGET_NAMES = ("target", "label", "labels", "class", "y")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                   ".pgm", ".pbm")  # fmt: skip
@@ -146,7 +149,7 @@ def load_data(
         arrays = _read_arrays(src, fmt, limits)
         data = _from_arrays(arrays, src.name, fmt, target, class_names)
     elif fmt == "csv":
-        data = _read_csv(src, target, ignore, class_names)
+        data = _read_csv(src, target, ignore, class_names, limits)
     elif fmt == "images":
         data = _read_images(src, image_size, channels, mean, std, class_names, limits)
     elif fmt == "text":
@@ -189,21 +192,20 @@ def detect_data_format(src: Source, *, limits: Limits = DEFAULT_LIMITS) -> str:
             f"{src.name!r} is a zip archive with neither images (one sub-folder per class) nor "
             f"arrays: it holds {', '.join(names[:6]) or 'nothing'}"
         )
-    if looks_like_pickle(head):
-        return "tensors"
     suffix = src.suffix
     text = _decode(
         src.read() if src.size < (1 << 16) else src.head(1 << 16), src.name, strict=False
     )
+    # A CSV may start with "c", "(" or "]" as a protocol-0 pickle does: the name decides first.
+    if text is not None and suffix in TEXT_SUFFIXES:
+        return "csv" if suffix in (".csv", ".tsv") else "text"
+    if suffix in PICKLE_SUFFIXES or looks_like_pickle(head):
+        return "tensors"
     if text is None:
         raise FormatError(
             f"{src.name!r} is not a data file we read: expected .pt/.npz tensors, a CSV, a zip "
             f"of image folders or a text file; found binary bytes {head[:8].hex(' ')}"
         )
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    if suffix == ".txt":
-        return "text"
     return "csv" if _delimiter(text) is not None else "text"
 
 
@@ -244,6 +246,7 @@ def _read_arrays(src: Source, fmt: str, limits: Limits) -> Any:
             what=f"the data file {src.name!r}",
             advice="Data files are never unpickled: save plain tensors, e.g. "
             "torch.save({'inputs': X, 'targets': y}, path), or numpy.savez.",
+            limits=limits,
         )
     if fmt == "safetensors":
         from safetensors.torch import load
@@ -256,16 +259,58 @@ def _read_arrays(src: Source, fmt: str, limits: Limits) -> Any:
                 f"{str(error).splitlines()[0][:200]}"
             ) from None
     if fmt == "npy":
-        return {"inputs": _np_load(io.BytesIO(src.read()), src.name)}
+        return {"inputs": _np_load(io.BytesIO(src.read()), src.name, limits)}
     arrays = {}
     with SafeZip(src, limits=limits, what=".npz archive") as archive:
+        budget = limits.max_elements
         for member in archive.names:
             key = PurePosixPath(member).stem
-            arrays[key] = _np_load(io.BytesIO(archive.read(member)), f"{src.name}:{member}")
+            arrays[key] = _np_load(io.BytesIO(archive.read(member)), f"{src.name}:{member}",
+                                   replace(limits, max_elements=budget))  # fmt: skip
+            budget -= arrays[key].size
     return arrays
 
 
-def _np_load(f: io.BytesIO, name: str) -> np.ndarray:
+def _check_npy_header(f: io.BytesIO, name: str, limits: Limits) -> None:
+    """The array a .npy header declares fits in the file and under the element cap.
+
+    np.load allocates what the header says before it reads the data, so a 100-byte file that
+    claims 10^10 elements would cost 80 GB: refuse it from the header alone.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0  # 3.0 differs only in the text encoding
+        )
+        shape, _fortran, dtype = read_header(f)
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as error:
+        raise FormatError(f"{name!r} is not a valid .npy array: {_first(error)}") from None
+    count = prod(shape)
+    if dtype.hasobject:
+        return  # refused below, by np.load(allow_pickle=False)
+    if count > limits.max_elements:
+        raise SizeLimitError(
+            f"{name!r} declares an array of {'×'.join(map(str, shape))} = {count:,} elements, "
+            f"over the {limits.max_elements:,}-element limit"
+        )
+    left = len(f.getbuffer()) - f.tell()
+    if count * dtype.itemsize > left:
+        raise FormatError(
+            f"{name!r} is truncated or its header is wrong: it declares "
+            f"{'×'.join(map(str, shape))} {dtype} ({count * dtype.itemsize:,} bytes) but holds "
+            f"{left:,} bytes of data"
+        )
+    f.seek(0)
+
+
+def _first(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def _np_load(f: io.BytesIO, name: str, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    _check_npy_header(f, name, limits)
     try:
         return np.load(f, allow_pickle=False)
     except ValueError as error:
@@ -468,13 +513,29 @@ def _input_kind(inputs: torch.Tensor) -> str:
 
 
 def _read_csv(
-    src: Source, target: str | None, ignore: Sequence[str], class_names: Sequence[str] | None
+    src: Source,
+    target: str | None,
+    ignore: Sequence[str],
+    class_names: Sequence[str] | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> LoadedData:
     text = _decode(src.read(), src.name)
     assert text is not None
     if not text.strip():
         raise DataError(f"the CSV file {src.name!r} is empty")
-    delimiter = "\t" if src.suffix == ".tsv" else (_delimiter(text) or ",")
+    delimiter = "\t" if src.suffix == ".tsv" else (_delimiter(text[: 1 << 16]) or ",")
+    # Bounded before pandas parses anything: its cost grows with every column.
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    columns = header.count(delimiter) + 1
+    if columns > limits.max_columns:
+        raise SizeLimitError(
+            f"{src.name!r} has {columns:,} columns, over the {limits.max_columns:,}-column limit"
+        )
+    cells = columns * text.count("\n")
+    if cells > limits.max_elements:
+        raise SizeLimitError(
+            f"{src.name!r} has about {cells:,} values, over the {limits.max_elements:,} limit"
+        )
     try:
         frame = pd.read_csv(io.StringIO(text), sep=delimiter)
     except pd.errors.EmptyDataError:
@@ -621,8 +682,11 @@ def _read_images(
         folders = sorted({r.split("/")[0] for r in relative.values()}) if has_classes else []
         order = _class_order(folders, class_names, src.name)
         decoded = []
+        pixels_so_far = 0
         for path in sorted(relative, key=lambda p: (relative[p].split("/")[0], relative[p])):
-            decoded.append((path, _open_image(Image, archive.read(path), path, limits)))
+            image = _open_image(Image, archive.read(path), path, limits, pixels_so_far)
+            pixels_so_far += image.width * image.height
+            decoded.append((path, image))
     modes = {image.mode for _, image in decoded}
     gray = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
     channels = channels or (1 if modes <= gray else 3)
@@ -642,6 +706,12 @@ def _read_images(
     stds = _per_channel(std, channels, 1.0, "std")
     if any(s <= 0 for s in stds):
         raise DataError(f"std must be positive, got {stds}")
+    if len(decoded) * channels * size[0] * size[1] > limits.max_elements:
+        raise SizeLimitError(
+            f"{len(decoded):,} images of {channels}×{size[0]}×{size[1]} are "
+            f"{len(decoded) * channels * size[0] * size[1]:,} values, over the "
+            f"{limits.max_elements:,} limit: choose a smaller image size"
+        )
     pixels = np.empty((len(decoded), channels, size[0], size[1]), dtype=np.float64)
     for i, (_path, image) in enumerate(decoded):
         pixels[i] = _pixels(Image, image, channels, size)
@@ -708,7 +778,10 @@ def _class_order(folders: list[str], class_names: Sequence[str] | None, source: 
     return order
 
 
-def _open_image(image_module: Any, data: bytes, path: str, limits: Limits) -> Any:
+def _open_image(
+    image_module: Any, data: bytes, path: str, limits: Limits, pixels_so_far: int = 0
+) -> Any:
+    """Open and decode one image, refused from its header if it is over a pixel cap."""
     try:
         image = image_module.open(io.BytesIO(data))
         width, height = image.size
@@ -716,6 +789,11 @@ def _open_image(image_module: Any, data: bytes, path: str, limits: Limits) -> An
             raise SizeLimitError(
                 f"image {path!r} is {width}×{height} pixels, over the "
                 f"{limits.max_image_pixels:,}-pixel limit (a decompression bomb?)"
+            )
+        if pixels_so_far + width * height > limits.max_total_pixels:
+            raise SizeLimitError(
+                f"the images up to {path!r} hold {pixels_so_far + width * height:,} pixels in "
+                f"all, over the {limits.max_total_pixels:,}-pixel limit for one archive"
             )
         image.load()
     except SizeLimitError:
@@ -762,8 +840,11 @@ def _fmt(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
+PREVIEW_SIDE = 160  # pixels: a preview is a thumbnail, whatever the images' size
+
+
 def preview_images(data: LoadedData, n: int = 8) -> list[tuple[np.ndarray, str]]:
-    """A few images as (height, width, 3) uint8 arrays with their class, normalisation undone."""
+    """A few thumbnails, (height, width, 3) uint8, with their class, normalisation undone."""
     if data.info.format != "images" and data.info.input_kind != "image":
         return []
     inputs = data.inputs
@@ -772,9 +853,10 @@ def preview_images(data: LoadedData, n: int = 8) -> list[tuple[np.ndarray, str]]
     mean = np.array(data.info.image_mean or [0.0] * inputs.shape[1])[:, None, None]
     std = np.array(data.info.image_std or [1.0] * inputs.shape[1])[:, None, None]
     picks = _spread(data.targets, min(n, len(inputs)))
+    step = -(-max(inputs.shape[2:]) // PREVIEW_SIDE)  # ceil: every step-th pixel
     out = []
     for i in picks:
-        pixels = inputs[i].double().numpy() * std + mean
+        pixels = inputs[i, :, ::step, ::step].double().numpy() * std + mean
         if inputs.shape[1] == 1:
             pixels = np.repeat(pixels, 3, axis=0)
         image = (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)

@@ -44,6 +44,7 @@ from workbench.io.safety import (
     UnsafeFileError,
     as_source,
     check_expression,
+    code_free,
     is_zip,
     looks_like_pickle,
     torch_load,
@@ -88,6 +89,8 @@ class LoadedModel:
     class_names: tuple[str, ...] = ()  # the model's own class order (Hugging Face id2label)
     # For text models: list of strings -> (N, L) token ids, as the model was trained.
     tokenizer: Callable[[Sequence[str]], torch.Tensor] | None = field(default=None, repr=False)
+    # The file it came from, so a first forward pass can run it again in a child process.
+    origin: Source | None = field(default=None, repr=False, compare=False)
 
     @property
     def format_label(self) -> str:
@@ -165,7 +168,7 @@ def load_model(
         notes.append(f"the architecture was not needed: a {loaded.format_label} carries its own")
     if loaded.format != "export":  # an exported program keeps the mode it was exported in
         loaded.model.eval()
-    return replace(loaded, notes=(*notes, *loaded.notes))
+    return replace(loaded, notes=(*notes, *loaded.notes), origin=src)
 
 
 # ---- format detection ----------------------------------------------------------------------------
@@ -391,15 +394,22 @@ _SYMBOL = re.compile(r"^[a-z]{1,4}\d{1,9}$")
 
 
 def _load_export(src: Source, limits: Limits, trust: bool) -> LoadedModel:
-    # torch.export.load unpickles some payloads with the full unpickler, evaluates symbolic
-    # expressions with sympy (eval), execs guard code and calls any function the graph names:
-    # each of these is checked before it runs, unless the user trusts the file.
+    # torch.export.load unpickles payloads (falling back to the full unpickler), evaluates
+    # symbolic expressions with sympy (eval), execs guard code and calls any function the graph
+    # names. Untrusted, it runs inside `code_free()`, where no unpickler but the weights-only
+    # one exists; the archive's expressions, guards and graph targets are also checked against
+    # allow-lists, before and after, as a second wall.
     with SafeZip(src, limits=limits, what=".pt2 archive") as archive:
-        _check_export_archive(archive, trust)
+        if not trust:
+            _check_export_archive(archive)
     try:
         with src.open() as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            program = torch.export.load(f)
+            if trust:
+                program = torch.export.load(f)
+            else:
+                with code_free():
+                    program = torch.export.load(f)
     except LoadError:
         raise
     except Exception as error:  # noqa: BLE001 - torch raises many types on bad archives
@@ -418,7 +428,11 @@ def _load_export(src: Source, limits: Limits, trust: bool) -> LoadedModel:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        module = program.module()
+        if trust:
+            module = program.module()
+        else:
+            with code_free():
+                module = program.module()
     placeholder = next(
         n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0]
     )
@@ -448,53 +462,60 @@ def _load_export(src: Source, limits: Limits, trust: bool) -> LoadedModel:
     )
 
 
-def _check_export_archive(archive: SafeZip, trust: bool) -> None:
-    raw: set[str] = set()  # payloads stored as plain bytes (use_pickle false)
+def _check_export_archive(archive: SafeZip) -> None:
+    """The second wall: what torch.export.load would read from an untrusted archive, checked.
+
+    Reads the payload configs exactly where torch does (`data/weights/<model>_weights_config.json`
+    under the archive's root folder, likewise for constants), so a decoy JSON elsewhere changes
+    nothing; every member that is not a raw tensor payload, a JSON document or a marker must
+    load with the weights-only unpickler.
+    """
+    names = archive.names
+    root = names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else ""
     documents: dict[str, Any] = {}
-    for name in archive.names:
+    for name in names:
         if name.endswith(".json"):
             try:
                 documents[name] = json.loads(archive.read(name))
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
                 raise FormatError(
                     f"{name!r} in {archive.source.name!r} is not valid JSON (corrupt archive?): "
-                    f"{error}"
+                    f"{_first_line(error)}"
                 ) from None
-    for name, document in documents.items():
-        config = document.get("config") if isinstance(document, dict) else None
-        if isinstance(config, dict):
-            folder = name.rsplit("/", 1)[0]
-            for entry in config.values():
+            _check_export_json(documents[name], name, archive.source.name)
+    models = [
+        m.group(1) for n in names if (m := re.fullmatch(re.escape(root) + r"models/(.+)\.json", n))
+    ]
+    raw: set[str] = set()  # payloads torch reads as raw bytes, never unpickled
+    for model in models:
+        for folder, kind in (("weights", "weights"), ("constants", "constants")):
+            config = documents.get(f"{root}data/{folder}/{model}_{kind}_config.json")
+            entries = config.get("config") if isinstance(config, dict) else None
+            for entry in (entries or {}).values():
                 if not isinstance(entry, dict):
-                    continue
-                path = f"{folder}/{entry.get('path_name', '')}"
-                if str(entry.get("path_name", "")).startswith(("custom_obj", "opaque_obj")):
-                    if not trust:
-                        raise UnsafeFileError(
-                            f"{archive.source.name!r} holds pickled Python objects as constants "
-                            f"({entry.get('path_name')}); unpickling runs code, so it was not "
-                            "loaded (trust the file to load it anyway)"
-                        )
-                elif entry.get("use_pickle") is False:
-                    raw.add(path)
-        if not trust:
-            _check_export_json(document, name, archive.source.name)
-    for name in archive.names:
+                    raise FormatError(f"the {kind} config of {archive.source.name!r} is malformed")
+                path_name = str(entry.get("path_name", ""))
+                if path_name.startswith(("custom_obj", "opaque_obj")):
+                    raise UnsafeFileError(
+                        f"{archive.source.name!r} holds pickled Python objects as constants "
+                        f"({path_name}); unpickling runs code, so it was not loaded"
+                    )
+                if entry.get("use_pickle") is False:
+                    raw.add(f"{root}data/{folder}/{path_name}")
+    for name in names:
         if name in documents or name in raw or name.rsplit("/", 1)[-1] in _PT2_MARKERS:
             continue
-        if trust:
-            continue
-        data = archive.read(name)
-        if is_zip(data[:4]) or looks_like_pickle(data[:2]):
-            # Pickled payloads (tensor subclasses, sample inputs, legacy weights): torch loads
-            # them with the full unpickler, so they must pass the weights-only one first.
-            torch_load(
-                Source(name=name, size=len(data), data=data),
-                trust=False,
-                what=f"{name!r} in {archive.source.name!r}",
-            )
-        elif name.endswith((".py", ".pyc")):
+        if name.endswith((".py", ".pyc")):
             raise UnsafeFileError(f"{archive.source.name!r} holds Python code ({name})")
+        data = archive.read(name)
+        if not data:
+            continue
+        # Sample inputs, pickled weights, legacy payloads: plain tensors or nothing.
+        torch_load(
+            Source(name=name, size=len(data), data=data),
+            trust=False,
+            what=f"{name!r} in {archive.source.name!r}",
+        )
 
 
 def _check_export_json(document: Any, member: str, archive: str) -> None:

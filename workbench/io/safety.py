@@ -13,11 +13,13 @@ import pickle
 import pickletools
 import re
 import stat
+import threading
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -60,16 +62,58 @@ class MissingDependencyError(LoadError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on what one file may cost. The app sets the upload cap from Streamlit's own."""
+    """Caps on what one file may cost: set by whoever runs the server, never by a page control.
+
+    `Limits.from_env()` reads them from WORKBENCH_MAX_* variables (see ENV_LIMITS); the app
+    takes the upload cap from Streamlit's own `server.maxUploadSize`.
+    """
 
     max_file_bytes: int = 4096 * MB  # a file read from disk or uploaded
     # Everything decompressed from one archive (zip of images, .npz, .pt2): zip bombs stop here.
-    max_unpacked_bytes: int = 1024 * MB
+    max_unpacked_bytes: int = 512 * MB
     max_entries: int = 100_000  # members of one archive
     # A member decompressing to more than this many times its stored size (and over 1 MB).
-    max_ratio: float = 1000.0
+    # Real tensors and images compress far less; a bomb far more.
+    max_ratio: float = 100.0
     max_image_pixels: int = 64_000_000  # one decoded image (8000 x 8000)
+    # What decoding may allocate, checked before it does: all pixels of an image archive, the
+    # elements an array header declares, the cells of a CSV (numbers, before conversion).
+    max_total_pixels: int = 64_000_000
+    max_elements: int = 128_000_000  # 512 MB of float32
+    max_columns: int = 10_000  # of a CSV: a wide file costs a parser pass per column
+    # The first forward pass of a model whose code comes from the file runs in a child
+    # process, stopped after this many seconds.
+    dry_run_seconds: float = 60.0
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Limits:
+        """Defaults, then the operator's WORKBENCH_MAX_* variables, then `overrides`."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (variable, scale) in ENV_LIMITS.items():
+            text = environ.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                value = float(text) * scale
+            except ValueError:
+                raise LoadError(f"{variable} must be a number, got {text!r}") from None
+            if not value > 0:
+                raise LoadError(f"{variable} must be positive, got {text!r}")
+            kind = next(f.type for f in fields(cls) if f.name == name)
+            values[name] = value if kind == "float" else int(value)
+        return cls(**{**values, **overrides})
+
+
+# The operator's knobs: environment variable and the unit it is given in.
+ENV_LIMITS = {
+    "max_file_bytes": ("WORKBENCH_MAX_FILE_MB", MB),
+    "max_unpacked_bytes": ("WORKBENCH_MAX_UNPACKED_MB", MB),
+    "max_total_pixels": ("WORKBENCH_MAX_PIXELS", 1),
+    "max_elements": ("WORKBENCH_MAX_ELEMENTS", 1),
+    "max_columns": ("WORKBENCH_MAX_COLUMNS", 1),
+    "dry_run_seconds": ("WORKBENCH_DRY_RUN_SECONDS", 1),
+}
 
 DEFAULT_LIMITS = Limits()
 
@@ -365,19 +409,28 @@ def unsafe_pickle_message(what: str, scan: PickleScan | None, advice: str = MODE
 
 
 def torch_load(
-    source: Source, *, trust: bool = False, what: str | None = None, advice: str = MODEL_ADVICE
+    source: Source,
+    *,
+    trust: bool = False,
+    what: str | None = None,
+    advice: str = MODEL_ADVICE,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Any:
     """torch.load with weights_only=True; the full unpickler only with trust.
 
-    Raises UnsafeFileError for pickled objects beyond tensors when not trusted, and FormatError
-    for a truncated or corrupt file.
+    Raises UnsafeFileError for pickled objects beyond tensors when not trusted, FormatError for
+    a truncated or corrupt file, SizeLimitError for a zip that decompresses past the caps.
     """
     what = what or f"{source.name!r}"
     data = source.read()
     if not is_zip(data[:4]) and not data.startswith(TORCH_LEGACY_MAGIC):
         return _plain_pickle(data, trust, what, advice)
+    if is_zip(data[:4]):
+        SafeZip(
+            Source(source.name, len(data), data=data), limits=limits, what="PyTorch file"
+        ).close()
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return _TORCH_LOAD(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refusal = error
     except Exception as error:  # noqa: BLE001 - torch raises many types on corrupt files
@@ -404,9 +457,104 @@ def torch_load(
         stacklevel=2,
     )
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        return _TORCH_LOAD(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 - the file's own code may raise anything
         raise FormatError(f"{what} failed to unpickle: {_first_line(error)}") from None
+
+
+# ---- no code from files, by construction ---------------------------------------------------------
+#
+# Third-party loaders (torch.export.load above all) call torch.load(weights_only=False),
+# pickle.loads and TorchScript's object unpickler on payloads of the archive, and fall back to
+# the full unpickler when the weights-only one refuses. Inside `code_free()` every one of those
+# entry points is replaced, for the calling thread only, by one that cannot run code: torch.load
+# always runs weights-only, the others refuse. Other threads (other browser sessions) see the
+# originals. The allow-lists in front of such loaders stay as a second wall.
+
+_TORCH_LOAD = torch.load  # the real loader, for this module's own calls
+_guarded = threading.local()
+_install_lock = threading.Lock()
+_install_count = 0
+_originals: dict[tuple[object, str], Any] = {}
+
+
+class CodeRefused(UnsafeFileError, pickle.UnpicklingError):
+    """A loader asked for the full unpickler inside `code_free()`.
+
+    Also an UnpicklingError, so loaders that catch that type treat it as a refusal, and a
+    LoadError, so callers see why.
+    """
+
+
+def _in_code_free() -> bool:
+    return getattr(_guarded, "depth", 0) > 0
+
+
+def _weights_only_torch_load(f: Any, *args: Any, **kwargs: Any) -> Any:
+    kwargs["weights_only"] = True
+    kwargs.pop("pickle_module", None)  # only the weights-only unpickler
+    try:
+        return _TORCH_LOAD(f, *args, **kwargs)
+    except pickle.UnpicklingError as error:
+        if isinstance(error, CodeRefused):
+            raise
+        raise CodeRefused(
+            "a payload of the file holds pickled Python objects, not just tensors: "
+            f"{_weights_only_reason(error)}. Unpickling runs code, so it was not loaded"
+        ) from None
+
+
+def _refuse(what: str) -> Callable[..., Any]:
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise CodeRefused(f"the file asks for {what}, which can run code from the file; refused")
+
+    return refuse
+
+
+def _guards() -> list[tuple[object, str, Callable[..., Any]]]:
+    targets: list[tuple[object, str, Callable[..., Any]]] = [
+        (torch, "load", _weights_only_torch_load),
+        (torch.serialization, "load", _weights_only_torch_load),
+        (pickle, "loads", _refuse("the full unpickler (pickle.loads)")),
+        (pickle, "load", _refuse("the full unpickler (pickle.load)")),
+        (pickle, "_loads", _refuse("the full unpickler (pickle.loads)")),
+        (pickle, "_load", _refuse("the full unpickler (pickle.load)")),
+        (torch._C, "_pickle_load_obj", _refuse("TorchScript's object unpickler")),
+    ]
+    return [(owner, name, fn) for owner, name, fn in targets if hasattr(owner, name)]
+
+
+def _dispatch(original: Callable[..., Any], guarded: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return guarded(*args, **kwargs) if _in_code_free() else original(*args, **kwargs)
+
+    call.__wrapped__ = original  # type: ignore[attr-defined]
+    call.__doc__ = original.__doc__
+    return call
+
+
+@contextmanager
+def code_free() -> Iterator[None]:
+    """Within this block, this thread cannot unpickle anything but tensors."""
+    global _install_count
+    with _install_lock:
+        if _install_count == 0:
+            for owner, name, guarded in _guards():
+                original = getattr(owner, name)
+                _originals[(owner, name)] = original
+                setattr(owner, name, _dispatch(original, guarded))
+        _install_count += 1
+    _guarded.depth = getattr(_guarded, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _guarded.depth -= 1
+        with _install_lock:
+            _install_count -= 1
+            if _install_count == 0:
+                for (owner, name), original in _originals.items():
+                    setattr(owner, name, original)
+                _originals.clear()
 
 
 def _plain_pickle(data: bytes, trust: bool, what: str, advice: str) -> Any:

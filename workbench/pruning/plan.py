@@ -140,4 +140,6 @@ class PruningPlan:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise PlanError(f"the plan is not valid JSON: {error}") from None
+        except RecursionError:  # a document nested thousands deep; a plan is two levels
+            raise PlanError("the plan is nested too deeply to be a pruning plan") from None
         return cls.from_dict(data)
