@@ -165,7 +165,11 @@ def test_pruned_map_is_zero_on_a_removed_input_feature(method: str) -> None:
     dense = ex.attribute(bench, indices, method, target="true")
     pruned = ex.attribute(bench, indices, method, plan, target="true")
     assert dense.attributions[:, 2].abs().max() > 1e-4
-    assert torch.equal(pruned.attributions[:, 2], torch.zeros(10))
+    # Zero up to rounding: occlusion subtracts two outputs that differ only by summation order
+    # (7e-9 on some CPUs), so the tolerance is float32's epsilon relative to the map's scale.
+    scale = float(pruned.attributions.abs().max())
+    tolerance = 16 * torch.finfo(pruned.attributions.dtype).eps * scale
+    assert float(pruned.attributions[:, 2].abs().max()) <= tolerance
     # The maps differ where the weights went, and the cosine similarity says so.
     assert not torch.allclose(pruned.attributions, dense.attributions)
     similarity = ex.map_similarity(dense, pruned)

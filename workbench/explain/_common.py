@@ -66,15 +66,52 @@ def run_to_end(events: Iterator[Progress[T]]) -> T:
     return result
 
 
+def fixed_batch(model: nn.Module) -> int | None:
+    """The batch size a `torch.export` program was exported for, or None when any batch runs.
+
+    A program exported without a dynamic batch dimension guards its input's first size
+    (`Guard failed: x.size()[0] == 2`); its placeholder's example value records that size.
+    """
+    if not isinstance(model, torch.fx.GraphModule):
+        return None
+    for node in model.graph.nodes:
+        if node.op != "placeholder":
+            continue
+        value = node.meta.get("val")
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            size = value.shape[0]
+            # A dynamic dimension is a SymInt, not an int.
+            return size if isinstance(size, int) and not isinstance(size, bool) else None
+    return None
+
+
 class Forward(nn.Module):
-    """The model with its prediction tensor as output (tuples and dicts of logits unwrapped)."""
+    """The model with its prediction tensor as output (tuples and dicts of logits unwrapped).
+
+    A program exported for a fixed batch runs inputs of any length: they go through in chunks
+    of that batch, the last one padded with copies of its last sample, and the padded rows'
+    outputs are dropped (so no gradient flows through them).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.batch = fixed_batch(model)
+
+    def calls(self, n: int) -> int:
+        """How many times the model runs for `n` inputs."""
+        return 1 if self.batch is None or n <= 0 else -(-n // self.batch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _as_tensor(self.model(x))
+        if self.batch is None or len(x) == self.batch:
+            return _as_tensor(self.model(x))
+        outputs = []
+        for chunk in x.split(self.batch):
+            pad = self.batch - len(chunk)
+            if pad:
+                chunk = torch.cat([chunk, chunk[-1:].expand(pad, *chunk.shape[1:])])
+            outputs.append(_as_tensor(self.model(chunk)))
+        return torch.cat(outputs)[: len(x)]
 
 
 @dataclass

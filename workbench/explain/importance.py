@@ -40,7 +40,7 @@ from workbench.explain._common import (
     store,
     subset_indices,
 )
-from workbench.pruning.layers import PrunableLayer
+from workbench.pruning.layers import PrunableLayer, weight_use
 from workbench.pruning.plan import PruningPlan
 
 if TYPE_CHECKING:
@@ -125,60 +125,156 @@ class HookedLayer:
     name: str
     kind: str  # "Linear" (channels on the last axis) or "Conv*" (channels on axis 1)
     channels: int
-    module: nn.Module
+    #: The module whose forward hook sees the output, or None when a tap in the model's graph
+    #: does (a loaded torch.export program: its modules are empty shells the graph never calls).
+    module: nn.Module | None
 
 
 def hooked_layers(model: nn.Module, layers: Sequence[PrunableLayer]) -> list[HookedLayer]:
+    tapped = _tap_graph(model, layers)
     return [
-        HookedLayer(layer.name, layer.kind, layer.channels, layer_module(model, layer.name))
+        HookedLayer(
+            layer.name,
+            layer.kind,
+            layer.channels,
+            None if layer.name in tapped else layer_module(model, layer.name),
+        )
         for layer in layers
     ]
 
 
-class _Recorder:
-    """Forward hooks that keep each layer's output (the tensor that gradients are taken at).
+# The recorder of the running thread, for the taps in a graph (module hooks carry their own).
+_active = threading.local()
+_tap_lock = threading.Lock()
 
-    The hooks only act in the thread that installed them: another thread running the same
-    model copy (input attributions need no lock) passes through them untouched.
+
+def _tap(value: torch.Tensor, name: str) -> torch.Tensor:
+    """A graph node after a layer's operation: hands its output to the thread's recorder."""
+    recorder = getattr(_active, "recorder", None)
+    return value if recorder is None else recorder.record(name, value)
+
+
+torch.fx.wrap("_tap")  # a leaf if the tapped model is ever traced again
+
+
+def _tap_graph(model: nn.Module, layers: Sequence[PrunableLayer]) -> set[str]:
+    """Names of the layers whose output a graph tap records; taps are added once per model.
+
+    In a GraphModule that reads a layer's weight itself (`aten.conv2d(x, features_0_weight)`),
+    the operation's output is the layer's output: a `_tap` node after it passes the value
+    through unchanged unless a recorder is active in the running thread.
+    """
+    if not isinstance(model, torch.fx.GraphModule):
+        return set()
+    wanted = {layer.weight_name: layer.name for layer in layers}
+    with _tap_lock:
+        tapped: dict[str, str] = model.__dict__.setdefault("_workbench_taps", {})
+        new = {w: n for w, n in wanted.items() if w not in tapped}
+        if new:
+            graph, found = model.graph, {}
+            for node in list(graph.nodes):
+                use = weight_use(node)
+                if use is None or use.target not in new:
+                    continue
+                with graph.inserting_after(node):
+                    tap = graph.call_function(_tap, (node, new[use.target]))
+                node.replace_all_uses_with(tap, delete_user_cb=lambda user, t=tap: user is not t)
+                found[use.target] = new[use.target]
+            if found:
+                model.recompile()
+            tapped.update(found)
+        return {name for weight, name in tapped.items() if weight in wanted}
+
+
+class _Recorder:
+    """Keeps each layer's output (the tensor that gradients are taken at) during `run`.
+
+    Module layers are seen by forward hooks, which act only in the thread that installed them:
+    another thread running the same model copy (input attributions need no lock) passes
+    through untouched. Graph taps look up the running thread's recorder. A model exported for
+    a fixed batch runs once per chunk, so each layer records one tensor per call.
     """
 
     def __init__(self, layers: Sequence[HookedLayer]) -> None:
         self.layers = layers
-        self.outputs: dict[str, torch.Tensor] = {}
+        self.outputs: dict[str, list[torch.Tensor]] = {}
         self._handles: list[Any] = []
         self._thread = threading.get_ident()
+        self._rows = 0
+        self._previous: _Recorder | None = None
 
     def __enter__(self) -> _Recorder:
         for layer in self.layers:
-            self._handles.append(layer.module.register_forward_hook(self._hook(layer.name)))
+            if layer.module is not None:
+                self._handles.append(layer.module.register_forward_hook(self._hook(layer.name)))
+        self._previous = getattr(_active, "recorder", None)
+        _active.recorder = self
         return self
 
     def __exit__(self, *exc: object) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        _active.recorder = self._previous
+
+    def record(self, name: str, output: Any) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor):
+            raise ExplainError(f"layer {name!r} does not return a single tensor")
+        self.outputs.setdefault(name, []).append(output)
+        # Later in-place operations (ReLU(inplace=True)) act on the clone, not on the
+        # recorded output.
+        return output.clone()
 
     def _hook(self, name: str) -> Callable:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> torch.Tensor | None:
             if threading.get_ident() != self._thread:
                 return None
-            if not isinstance(output, torch.Tensor):
-                raise ExplainError(f"layer {name!r} does not return a single tensor")
-            if name in self.outputs:
-                raise ExplainError(
-                    f"layer {name!r} runs more than once per forward pass (shared weights), "
-                    "so the importance of its channels is ambiguous"
-                )
-            self.outputs[name] = output
-            # Later in-place operations (ReLU(inplace=True)) act on the clone, not on the
-            # recorded output.
-            return output.clone()
+            return self.record(name, output)
 
         return hook
 
     def run(self, forward: Forward, inputs: torch.Tensor) -> torch.Tensor:
         self.outputs = {}
-        return forward(inputs)
+        output = forward(inputs)
+        calls = forward.calls(len(inputs))
+        for name, parts in self.outputs.items():
+            if len(parts) > calls:
+                raise ExplainError(
+                    f"layer {name!r} runs more than once per forward pass (shared weights), "
+                    "so the importance of its channels is ambiguous"
+                )
+        self._rows = len(inputs)
+        return output
+
+    def _joined(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        # Chunks of a fixed-batch program: the rows of the padding are dropped.
+        joined = parts[0] if len(parts) == 1 else torch.cat(list(parts))
+        return joined if len(joined) == self._rows else joined[: self._rows]
+
+    def value(self, name: str) -> torch.Tensor:
+        """A layer's output over the last run's inputs (detached)."""
+        return self._joined([part.detach() for part in self.outputs[name]])
+
+    def gradients(self, scalar: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """∂scalar/∂(each recorded output); None for a layer the scalar does not depend on."""
+        names = list(self.outputs)
+        flat = [part for name in names for part in self.outputs[name]]
+        if not flat:  # no layer ran: nothing to differentiate
+            return {}
+        grads = iter(torch.autograd.grad(scalar, flat, allow_unused=True))
+        out: dict[str, torch.Tensor | None] = {}
+        for name in names:
+            parts = self.outputs[name]
+            found = [next(grads) for _ in parts]
+            if all(g is None for g in found):
+                out[name] = None
+            else:
+                filled = [
+                    torch.zeros_like(p) if g is None else g
+                    for p, g in zip(parts, found, strict=True)
+                ]
+                out[name] = self._joined(filled)
+        return out
 
 
 def _per_channel(values: torch.Tensor, layer: HookedLayer) -> torch.Tensor:
@@ -198,11 +294,12 @@ def _selected(outputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tens
 
 
 def _alphas(n_steps: int) -> list[float]:
-    """The points of Captum's LayerConductance: Gauss–Legendre nodes for n_steps + 1 points."""
-    from captum.attr._utils.approximation_methods import approximation_parameters
+    """The points of Captum's LayerConductance: n_steps + 1 Gauss–Legendre nodes on [0, 1].
 
-    _, alphas = approximation_parameters("gausslegendre")
-    return list(alphas(n_steps + 1))
+    Captum's default "gausslegendre" rule, computed here: its builders live in a private module.
+    """
+    nodes, _ = np.polynomial.legendre.leggauss(n_steps + 1)
+    return (0.5 * (1 + nodes)).tolist()
 
 
 def iter_channel_attribution(
@@ -274,22 +371,13 @@ def _single_pass(
     if not spec.uses_gradients:  # LayerActivation
         with torch.no_grad():
             recorder.run(forward, x)
-        return dict(recorder.outputs)
+        return {name: recorder.value(name) for name in recorder.outputs}
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)  # so that every layer's output joins the graph
         outputs = recorder.run(forward, x)
-        names = list(recorder.outputs)
         targets = _targets(outputs.detach(), labels, classification)
-        grads = torch.autograd.grad(
-            _selected(outputs, targets).sum(),
-            [recorder.outputs[n] for n in names],
-            allow_unused=True,
-        )
-    return {
-        n: recorder.outputs[n].detach() * g
-        for n, g in zip(names, grads, strict=True)
-        if g is not None
-    }
+        grads = recorder.gradients(_selected(outputs, targets).sum())
+    return {n: recorder.value(n) * g for n, g in grads.items() if g is not None}
 
 
 def _conductance(
@@ -323,14 +411,9 @@ def _conductance(
         expanded = None if targets is None else targets.repeat(m)
         with torch.enable_grad():
             outputs = recorder.run(forward, scaled)
-            names = list(recorder.outputs)
-            grads = torch.autograd.grad(
-                _selected(outputs, expanded).sum(),
-                [recorder.outputs[n] for n in names],
-                allow_unused=True,
-            )
-        for name, grad in zip(names, grads, strict=True):
-            value = recorder.outputs[name].detach()
+            grads = recorder.gradients(_selected(outputs, expanded).sum())
+        for name, grad in grads.items():
+            value = recorder.value(name)
             grad = torch.zeros_like(value) if grad is None else grad
             evals = value.reshape(m, b, *value.shape[1:])
             grads_k = grad.reshape(m, b, *grad.shape[1:])
