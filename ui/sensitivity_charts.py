@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -14,7 +15,6 @@ from workbench.analysis import PROPOSALS
 #: One colour per proposal, the same on every chart and card.
 PROPOSAL_COLORS = {"equal-drop": KEPT, "uniform": ACCENT, "global": "#10B981"}
 _PALETTE = qualitative.Plotly + qualitative.D3
-
 
 
 def is_percent(metric: str) -> bool:
@@ -86,10 +86,20 @@ def drop_heatmap(drops: pd.DataFrame, metric: str, layers: list[str]) -> go.Figu
     """Layers (rows, in execution order) × levels: how much the metric drops, red = worse."""
     percent = is_percent(metric)
     table = drops.pivot(index="layer", columns="level", values="drop").reindex(layers)
-    z = table.to_numpy() * (100 if percent else 1)
+    scale = 100 if percent else 1
+    z = table.to_numpy() * scale
     limit = max(float(abs(z).max()), 1e-9) if z.size else 1.0
     levels = [f"{level:.0%}" for level in table.columns]
     unit = " pp" if percent else ""
+    interval = ""
+    custom = None
+    if "drop_low" in drops.columns:  # the paired bootstrap interval of each drop
+        bounds = [
+            drops.pivot(index="layer", columns="level", values=side).reindex(layers).to_numpy()
+            for side in ("drop_low", "drop_high")
+        ]
+        custom = np.stack(bounds, axis=-1) * scale
+        interval = " (interval %{customdata[0]:.2f} to %{customdata[1]:.2f})"
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -102,8 +112,10 @@ def drop_heatmap(drops: pd.DataFrame, metric: str, layers: list[str]) -> go.Figu
             text=[[f"{v:.1f}" if percent else f"{v:.3g}" for v in row] for row in z],
             texttemplate="%{text}",
             textfont=dict(size=11),
+            customdata=custom,
             hovertemplate=(
-                f"%{{y}} at %{{x}}: {_label(metric)} drops by %{{z:.2f}}{unit}<extra></extra>"
+                f"%{{y}} at %{{x}}: {_label(metric)} drops by %{{z:.2f}}{unit}{interval}"
+                "<extra></extra>"
             ),
             colorbar=dict(title=f"drop{unit}", thickness=12),
         )

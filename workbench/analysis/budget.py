@@ -253,7 +253,10 @@ def footprint(bench: Workbench, plan: PruningPlan) -> dict[str, float]:
 def drop_table(scan: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """The scan as drops from dense: layer, level, value, drop (> 0: worse than dense).
 
-    With bootstrap columns, also drop_low and drop_high (the interval of the drop).
+    With a bootstrap scan, also drop_low and drop_high: the paired interval of the drop (dense
+    and pruned scored on the same resamples, `<metric>_drop_low/high`). A scan without those
+    columns gets none: the dense point value minus the pruned interval is not an interval of
+    the drop.
     """
     metric = metric or scan.attrs.get("primary_metric")
     if metric is None or metric not in scan.columns or metric not in HIGHER_IS_BETTER:
@@ -276,9 +279,9 @@ def drop_table(scan: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         }
     )
     table["drop"] = sign * (reference - table["value"].to_numpy())
-    if f"{metric}_low" in scan.columns:
-        bounds = sign * (reference[:, None] - scan[[f"{metric}_low", f"{metric}_high"]].to_numpy())
-        table["drop_low"], table["drop_high"] = bounds.min(axis=1), bounds.max(axis=1)
+    if f"{metric}_drop_low" in scan.columns:
+        table["drop_low"] = scan[f"{metric}_drop_low"].to_numpy(dtype=float)
+        table["drop_high"] = scan[f"{metric}_drop_high"].to_numpy(dtype=float)
     return table
 
 

@@ -16,7 +16,10 @@ of the network after it, times the number of levels.
 
 Options: a deterministic validation subset (`subset=n` samples, drawn with `seed`), and
 percentile bootstrap confidence intervals over the evaluated samples (`bootstrap=B`
-resamples, seeded: the same seed gives the same intervals). Completed scans are cached per
+resamples, seeded: the same seed gives the same intervals). The interval of a drop is paired:
+each resample scores the dense and the pruned model on the same samples, and the interval is
+that of their difference (much narrower than the pruned interval alone, since most of the
+sampling noise is shared). Completed scans are cached per
 workbench and settings; a scan that is abandoned (the generator closed or garbage-collected
 midway, as a Streamlit rerun does) leaves nothing in the cache.
 """
@@ -36,7 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from workbench.evaluate.metrics import PRIMARY_METRIC, compute_metrics
+from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC, compute_metrics
 from workbench.evaluate.workbench import Workbench
 from workbench.pruning.criteria import CRITERIA
 from workbench.pruning.plan import PruningPlan
@@ -170,7 +173,9 @@ def scan(
 
     Columns: `layer`, `level` (the requested sparsity), `sparsity` (the fraction of the layer's
     weights actually removed: channel counts round), then every metric of the workbench's
-    reports, then `<metric>_low` and `<metric>_high` bootstrap bounds when `bootstrap > 0`.
+    reports, then with `bootstrap > 0` the bounds `<metric>_low` and `<metric>_high` of each
+    metric and `<metric>_drop_low` and `<metric>_drop_high` of its paired drop from dense
+    (dense minus pruned on the same resample; > 0 is worse, for losses too).
     Rows follow the layers' execution order, levels increasing. `frame.attrs` records the
     settings, the task's primary metric and the dense metrics on the evaluated samples.
     """
@@ -310,12 +315,17 @@ class _Evaluator:
             bench.task, self.dense_outputs, self.targets, self.dense_outputs
         )
         self.resamples: torch.Tensor | None = None
+        self.dense_resampled: dict[str, torch.Tensor] = {}
         if settings.bootstrap:
             generator = torch.Generator().manual_seed(settings.seed)
             count = self.dense_outputs.shape[0]
             self.resamples = torch.randint(
                 count, (settings.bootstrap, count), generator=generator
             ).to(self.dense_outputs.device)
+            # The dense model on the very resamples every point uses: drops are then paired.
+            self.dense_resampled = bootstrap_metrics(
+                bench.task, self.dense_outputs, self.targets, self.dense_outputs, self.resamples
+            )
 
     def point(self, plan: PruningPlan, pruned: bool) -> dict[str, float]:
         if pruned:
@@ -326,14 +336,22 @@ class _Evaluator:
             outputs = self.dense_outputs
         values = compute_metrics(self.bench.task, outputs, self.targets, self.dense_outputs)
         if self.resamples is not None:
-            alpha = (1.0 - self.settings.confidence) / 2
-            quantiles = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)
-            for name, samples in bootstrap_metrics(
+            resampled = bootstrap_metrics(
                 self.bench.task, outputs, self.targets, self.dense_outputs, self.resamples
-            ).items():
-                low, high = torch.quantile(samples.cpu(), quantiles).tolist()
-                values[f"{name}_low"], values[f"{name}_high"] = low, high
+            )
+            for name, samples in resampled.items():
+                sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
+                drops = sign * (self.dense_resampled[name] - samples) + 0.0  # no -0.0
+                values[f"{name}_low"], values[f"{name}_high"] = self._interval(samples)
+                values[f"{name}_drop_low"], values[f"{name}_drop_high"] = self._interval(drops)
         return values
+
+    def _interval(self, samples: torch.Tensor) -> tuple[float, float]:
+        """The percentile interval of the bootstrap values at the scan's confidence."""
+        alpha = (1.0 - self.settings.confidence) / 2
+        quantiles = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)
+        low, high = torch.quantile(samples.double().cpu(), quantiles).tolist()
+        return low, high
 
 
 def _frame(
@@ -346,6 +364,7 @@ def _frame(
     columns = ["layer", "level", "sparsity", *names]
     if settings.bootstrap:
         columns += [f"{m}_{side}" for m in names for side in ("low", "high")]
+        columns += [f"{m}_drop_{side}" for m in names for side in ("low", "high")]
     records = [
         {"layer": layer, "level": level, **rows[(layer, level)]}
         for layer in layers
