@@ -484,3 +484,14 @@ def test_concurrent_maps_and_layer_tables_match_serial_ones(digits: wb.Workbench
         results["table"]["importance"], serial_table["importance"], rtol=1e-5
     )
     torch.testing.assert_close(results["maps"].attributions, serial_maps.attributions)
+
+
+def test_no_private_captum_modules_are_imported() -> None:
+    # Captum's private modules change without notice; the explain package uses its public API.
+    private = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in (ROOT / "workbench").rglob("*.py")
+        for line in path.read_text().splitlines()
+        if "captum" in line and ("._" in line or "_utils" in line) and "import" in line
+    ]
+    assert not private, private

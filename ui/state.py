@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import streamlit as st
 
@@ -23,6 +25,7 @@ _LOCKS = "locks"  # {demo: set of locked layer names}
 _DEMO = "demo"
 _TOUCHED = "touched"  # {demo: the layer whose slider moved last}
 _UPLOADS = "uploads"  # {key: Upload}: models this session brought; never shared
+_NOTICES = "notices"  # what a link or a stale plan lost, and why: shown once, then cleared
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,64 @@ def _init() -> None:
     st.session_state[_LOCKS] = {}
     st.session_state[_TOUCHED] = {}
     st.session_state[_UPLOADS] = {}
-    params = st.query_params
+    st.session_state[_NOTICES] = []
+    params = dict(st.query_params)
     demo = params.get("demo", DEFAULT_DEMO)
-    st.session_state[_DEMO] = demo if demo in list_demos(include_synthetic=True) else DEFAULT_DEMO
-    plan = plan_from_query(dict(params))
-    if plan is not None:
-        st.session_state[_PLANS][st.session_state[_DEMO]] = plan
+    if demo not in list_demos(include_synthetic=True):
+        st.session_state[_DEMO] = DEFAULT_DEMO
+        # The link's layer names belong to the missing model: its plan is not applied.
+        link_plan = "" if read_query(params).empty else ", without the link's plan"
+        note(
+            f"The link's model {demo!r} is not available (a model uploaded in another session "
+            f"is gone after a reload); showing {DEFAULT_DEMO}{link_plan}."
+        )
+        return
+    st.session_state[_DEMO] = demo
+    link = read_query(params)
+    for line in link.dropped:
+        note(f"Ignored from the link: {line}.")
+    if link.plan is not None:
+        st.session_state[_PLANS][demo] = link.plan
+    if link.locks:
+        st.session_state[_LOCKS][demo] = set(link.locks)
+
+
+def note(text: str) -> None:
+    """Queue a one-line notice for the user (shown by `widgets.notices`)."""
+    _init()
+    if text not in st.session_state[_NOTICES]:
+        st.session_state[_NOTICES].append(text)
+
+
+def take_notices() -> list[str]:
+    _init()
+    notices, st.session_state[_NOTICES] = st.session_state[_NOTICES], []
+    return notices
+
+
+def fit_layers(layer_names: Iterable[str]) -> None:
+    """Drop the plan's and the locks' layers that the current model does not have, saying so.
+
+    A plan from a link, or from before a model changed, may name layers this model lacks;
+    the pages then work on what is valid instead of failing on the unknown names.
+    """
+    _init()
+    known = set(layer_names)
+    current = plan()
+    unknown = sorted({*current.sparsity, *current.methods} - known)
+    if unknown:
+        kept = current.replace(
+            sparsity={n: v for n, v in current.sparsity.items() if n in known},
+            methods={n: m for n, m in current.methods.items() if n in known},
+        )
+        set_plan(kept)
+        note(f"Dropped from the plan: layer(s) {', '.join(unknown)}, which {demo()} does not have.")
+    locked = locks()
+    stale = sorted(locked - known)
+    if stale:
+        locked.difference_update(stale)
+        sync_url()
+        note(f"Dropped the lock(s) on {', '.join(stale)}, which {demo()} does not have.")
 
 
 def mark_app_shell() -> None:
@@ -110,8 +165,17 @@ def touched_layer() -> str | None:
 
 
 def locks() -> set[str]:
+    """The locked layers of the current model (read it; change it with `set_lock`)."""
     _init()
     return st.session_state[_LOCKS].setdefault(demo(), set())
+
+
+def set_lock(layer: str, locked: bool) -> None:
+    if locked:
+        locks().add(layer)
+    else:
+        locks().discard(layer)
+    sync_url()
 
 
 def widget_key(kind: str, layer: str = "") -> str:
@@ -122,7 +186,7 @@ def widget_key(kind: str, layer: str = "") -> str:
 # ---- the plan in the URL, so a reload or a shared link restores it ---------------------------
 
 
-def plan_to_query(p: PruningPlan) -> dict[str, str]:
+def plan_to_query(p: PruningPlan, locked: Iterable[str] = ()) -> dict[str, str]:
     query = {}
     pruned = {name: value for name, value in p.sparsity.items() if value > 0}
     if pruned:
@@ -133,29 +197,74 @@ def plan_to_query(p: PruningPlan) -> dict[str, str]:
         query["gran"] = p.granularity
     if p.scope != "layer":
         query["scope"] = p.scope
+    if locked:
+        query["lock"] = ",".join(sorted(locked))
     return query
 
 
-def plan_from_query(query: dict[str, str]) -> PruningPlan | None:
-    """The plan in a URL, or None if there is none or it is malformed (a bad link is ignored)."""
-    if not any(key in query for key in ("sp", "method", "gran", "scope")):
-        return None
+@dataclass(frozen=True)
+class LinkPlan:
+    """What a URL says: its plan (None without one), its locks, and what it had to ignore."""
+
+    plan: PruningPlan | None
+    locks: frozenset[str] = frozenset()
+    dropped: tuple[str, ...] = field(default=())  # one line each: what, and why
+
+    @property
+    def empty(self) -> bool:
+        return self.plan is None and not self.locks
+
+
+_OPTIONS = {  # URL key: (plan field, what it is called, its choices, its default)
+    "method": ("method", "criterion", CRITERIA, "l1"),
+    "gran": ("granularity", "granularity", GRANULARITIES, "unstructured"),
+    "scope": ("scope", "scope", SCOPES, "layer"),
+}
+
+
+def read_query(query: dict[str, str]) -> LinkPlan:
+    """The plan and locks in a URL; every malformed part is dropped and named, the rest kept."""
+    dropped: list[str] = []
+    sparsity: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in query.get("sp", "").split(","))):
+        name, colon, text = item.rpartition(":")
+        if not colon or not name:
+            dropped.append(f"{item!r} (a layer's sparsity is written layer:fraction)")
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            dropped.append(f"{item!r} ({text!r} is not a number)")
+            continue
+        if not math.isfinite(value) or not 0 <= value <= 1:
+            dropped.append(f"{item!r} (sparsity is a fraction from 0 to 1: 0.5 is 50 %)")
+            continue
+        sparsity[name] = value
+    options = {}
+    for key, (name, what, choices, default) in _OPTIONS.items():
+        value = query.get(key)
+        if value is None:
+            continue
+        if value in choices:
+            options[name] = value
+        else:
+            dropped.append(f"{what} {value!r} (unknown; using {default})")
+    locked = frozenset(filter(None, (n.strip() for n in query.get("lock", "").split(","))))
+    if not sparsity and not options and not any(k in query for k in ("sp", *_OPTIONS)):
+        return LinkPlan(None, locked, tuple(dropped))
     try:
-        sparsity = {}
-        for item in filter(None, query.get("sp", "").split(",")):
-            name, _, value = item.rpartition(":")
-            sparsity[name] = float(value)
-        method = query.get("method", "l1")
-        granularity = query.get("gran", "unstructured")
-        scope = query.get("scope", "layer")
-        if method not in CRITERIA or granularity not in GRANULARITIES or scope not in SCOPES:
-            return None
-        return PruningPlan(sparsity, method=method, granularity=granularity, scope=scope)
-    except (ValueError, PlanError):
-        return None
+        found = PruningPlan(sparsity, **options)
+    except PlanError as error:  # the parts are valid alone but not together
+        return LinkPlan(None, locked, (*dropped, f"the plan ({error})"))
+    return LinkPlan(found, locked, tuple(dropped))
+
+
+def plan_from_query(query: dict[str, str]) -> PruningPlan | None:
+    """The plan in a URL, keeping its valid parts (see `read_query` for what was dropped)."""
+    return read_query(query).plan
 
 
 def sync_url() -> None:
-    query = {"demo": demo(), **plan_to_query(plan())}
+    query = {"demo": demo(), **plan_to_query(plan(), locks())}
     if dict(st.query_params) != query:
         st.query_params.from_dict(query)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import loaders, state
+from ui.text import plain
 from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Report
 
 METRIC_LABELS = {
@@ -67,6 +68,17 @@ def demo_picker() -> None:
     )
 
 
+def notices() -> None:
+    """What a link or a stale plan lost, and why: one plain line each, shown once."""
+    for text in state.take_notices():
+        st.warning(plain(text), icon=":material/link_off:")
+
+
+def _color(delta: float, color: str) -> str:
+    # An unchanged value is news of nothing: no green or red for +0.
+    return "off" if delta == 0 else color
+
+
 def metric_cards(report: Report, dense_only: bool = False) -> None:
     """Headline metrics with deltas against the dense model."""
     metrics = report.dense_metrics if dense_only else report.metrics
@@ -84,17 +96,34 @@ def metric_cards(report: Report, dense_only: bool = False) -> None:
             METRIC_LABELS.get(name, name),
             fmt_metric(name, metrics[name]),
             delta=None if delta is None else fmt_delta(name, delta),
-            delta_color="normal" if HIGHER_IS_BETTER.get(name, True) else "inverse",
+            delta_color=_color(
+                delta or 0.0, "normal" if HIGHER_IS_BETTER.get(name, True) else "inverse"
+            ),
             border=True,
         )
 
 
-def size_cards(report: Report) -> None:
+def size_cards(report: Report, speeds_up: bool = True) -> None:
+    """Sparsity, size and FLOPs against the dense model.
+
+    `speeds_up`: the plan removes work a dense kernel really skips (whole channels); otherwise
+    the FLOPs card says it counts what skipping the zeros would save, and is not coloured.
+    """
     size, dense = report.size, report.dense_size
+    flops = size["flops_effective"] / size["flops_dense"] - 1
     cards = [
+        (
+            "Sparsity",
+            f"{size['sparsity']:.1%}",
+            (size["sparsity"] - dense["sparsity"]) * 100,
+            f"{(size['sparsity'] - dense['sparsity']) * 100:+.1f} pp",
+            "normal",
+            "Zero parameters among all of the model's parameters (biases included).",
+        ),
         (
             "Non-zero params",
             f"{size['nonzero_params']:,}",
+            size["nonzero_params"] - dense["nonzero_params"],
             f"{size['nonzero_params'] - dense['nonzero_params']:+,}",
             "inverse",
             f"{size['nonzero_params']:,} of {size['total_params']:,} parameters are non-zero.",
@@ -102,6 +131,7 @@ def size_cards(report: Report) -> None:
         (
             "Sparse size",
             fmt_bytes(size["sparse_bytes"]),
+            size["sparse_bytes"] - dense["dense_bytes"],
             f"{size['sparse_bytes'] / dense['dense_bytes'] - 1:+.1%} vs dense",
             "inverse",
             "fp32 non-zeros in the smaller of CSR and bitmask encodings, per weight tensor.",
@@ -109,6 +139,7 @@ def size_cards(report: Report) -> None:
         (
             "Compressed",
             fmt_bytes(size["compressed_bytes"]),
+            size["compressed_bytes"] - dense["compressed_bytes"],
             f"{size['compressed_bytes'] / dense['compressed_bytes'] - 1:+.1%}",
             "inverse",
             "Measured deflate (zip/gzip) length of the pruned fp32 state dict.",
@@ -116,20 +147,33 @@ def size_cards(report: Report) -> None:
         (
             "int8 + bitmask",
             fmt_bytes(size["int8_bytes"]),
+            size["int8_bytes"] - dense["dense_bytes"],
             f"{size['int8_bytes'] / dense['dense_bytes'] - 1:+.1%} vs fp32",
             "inverse",
             "Non-zeros quantized to int8 with their bitmask and one scale per tensor.",
         ),
         (
-            "FLOPs / sample",
+            "FLOPs / sample" if speeds_up else "FLOPs if zeros were skipped",
             fmt_count(size["flops_effective"]),
-            f"{size['flops_effective'] / size['flops_dense'] - 1:+.1%}",
-            "inverse",
-            "Multiply-add FLOPs left when the work of zeroed weights is skipped "
-            f"(dense: {size['flops_dense']:,}). Dense kernels skip nothing.",
+            size["flops_effective"] - size["flops_dense"],
+            f"{flops:+.1%}",
+            "inverse" if speeds_up else "off",
+            "Multiply-add FLOPs left when the work of removed channels is skipped "
+            f"(dense: {size['flops_dense']:,})."
+            if speeds_up
+            else "Multiply-add FLOPs left if the work of zeroed weights were skipped "
+            f"(dense: {size['flops_dense']:,}). Dense kernels skip nothing: this plan runs "
+            "as fast as the dense model.",
         ),
     ]
-    for column, (label, value, delta, color, help_text) in zip(
+    for column, (label, value, change, delta, color, help_text) in zip(
         st.columns(len(cards)), cards, strict=True
     ):
-        column.metric(label, value, delta=delta, delta_color=color, help=help_text, border=True)
+        column.metric(
+            label,
+            value,
+            delta=delta,
+            delta_color=_color(change, color),
+            help=help_text,
+            border=True,
+        )
