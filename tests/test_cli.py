@@ -12,10 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import workbench as wb
+from workbench.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +35,7 @@ BAD_PLANS: dict[str, tuple[str | None, list[str]]] = {
     "unknown-method": ('{"sparsity": {"features.0": 0.5}, "method": "obd"}', ["obd", "method"]),
     "invalid-json": ('{"sparsity": {"features.0": 0.5', ["not valid JSON"]),
     "missing-file": (None, ["cannot read", "missing.json"]),
+    "nested-100k-deep": ("[" * 100_000 + "]" * 100_000, ["deep"]),
 }
 
 
@@ -140,7 +144,7 @@ def test_evaluate_equals_the_library(runs: dict[str, Run], bench: wb.Workbench) 
 @pytest.mark.parametrize("name", list(BAD_PLANS))
 def test_bad_plan_exits_with_one_clear_line(runs: dict[str, Run], name: str) -> None:
     run = runs[name]
-    assert run.returncode != 0
+    assert run.returncode == 2
     assert run.stdout == ""
     assert "Traceback" not in run.stderr
     lines = run.stderr.strip().splitlines()
@@ -154,3 +158,96 @@ def test_evaluate_prints_strict_json(runs: dict[str, Run]) -> None:
         raise ValueError(f"not JSON: {token}")
 
     json.loads(runs["evaluate"].stdout, parse_constant=refuse)
+
+
+# ---- your own model: --model/--data on every command, and one line for every bad file ----------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small exported classifier and its data as CSV and npz, plus files that are wrong."""
+    folder = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    model.eval()
+    x = torch.randn(60, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1).numpy()
+    program = torch.export.export(model, (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    files = {name: folder / name for name in ("tiny.pt2", "tiny.csv", "tiny.npz", "wide.npz")}
+    torch.export.save(program, files["tiny.pt2"])
+    frame = pd.DataFrame(x.numpy(), columns=["a", "b", "c", "d"]).assign(label=y)
+    frame.to_csv(files["tiny.csv"], index=False)
+    np.savez(files["tiny.npz"], inputs=x.numpy(), targets=y)
+    np.savez(files["wide.npz"], inputs=np.zeros((60, 5), np.float32), targets=y)
+    files["garbage.pt2"] = folder / "garbage.pt2"
+    files["garbage.pt2"].write_bytes(b"not a model at all")
+    files["folder"] = folder / "a-folder"
+    files["folder"].mkdir()
+    return files
+
+
+def _run(argv: list[object], capsys: pytest.CaptureFixture[str]) -> Run:
+    """main() in this process (a console script exits with what it returns)."""
+    try:
+        code = main([str(arg) for arg in argv])
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code
+    out = capsys.readouterr()
+    return Run(code, out.out, out.err)
+
+
+def test_sensitivity_takes_your_model_and_data(tiny, capsys, tmp_path) -> None:
+    csv = tmp_path / "scan.csv"
+    source = ["--model", tiny["tiny.pt2"], "--data", tiny["tiny.csv"], "--target", "label"]
+    run = _run(["sensitivity", *source, "--levels", "0,0.5", "--csv", csv], capsys)
+    assert run.returncode == 0, run.stderr
+    assert "torch.export program" in run.stderr  # says what it read, once it all worked
+    from workbench import io as wio
+
+    model = wio.load_model(tiny["tiny.pt2"])
+    data = wio.load_data(tiny["tiny.csv"], target="label")
+    *_, done = wio.build_workbench(model, data, name="tiny.pt2")
+    expected = done.bench.sensitivity(levels=(0, 0.5))
+    scan = pd.read_csv(csv, dtype={"layer": str})  # layer names "0", "2" are not numbers
+    pd.testing.assert_frame_equal(scan, expected, check_exact=True)
+    assert len(expected) == 2 * len(done.bench.layer_names)
+
+    run = _run(["sensitivity", "--model", tiny["tiny.pt2"], "--data", tiny["tiny.npz"],
+                "--levels", "0,0.5"], capsys)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    header, *rows = run.stdout.strip().splitlines()
+    assert header.split()[:4] == ["layer", "level", "sparsity", "accuracy"]
+    assert len(rows) == len(expected)
+
+
+# name -> (arguments, words the one error line must contain)
+BAD_INPUTS: dict[str, tuple[list[str], list[str]]] = {
+    "model-not-a-model": (["layers", "--model", "garbage.pt2", "--data", "tiny.csv"],
+                          ["garbage.pt2", "not a model file"]),
+    "model-missing": (["evaluate", "--model", "missing.pt2", "--data", "tiny.csv"],
+                      ["no such model file", "missing.pt2"]),
+    "data-missing": (["sensitivity", "--model", "tiny.pt2", "--data", "missing.csv"],
+                     ["no such data file", "missing.csv"]),
+    "data-is-a-folder": (["layers", "--model", "tiny.pt2", "--data", "folder"], ["a-folder"]),
+    "data-does-not-fit": (["layers", "--model", "tiny.pt2", "--data", "wide.npz"], ["shape"]),
+    "sensitivity-not-a-model": (["sensitivity", "--model", "garbage.pt2", "--data", "tiny.csv"],
+                                ["garbage.pt2"]),
+    "model-without-data": (["sensitivity", "--model", "tiny.pt2"], ["--data"]),
+    "bad-levels": (["sensitivity", "--levels", "0,x"], ["'x'"]),
+    "usage": (["sensitivity", "--subset", "many"], ["--subset", "many", "--help"]),
+    "unknown-command": (["prune"], ["prune", "--help"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line(tiny, capsys, name: str) -> None:
+    argv, words = BAD_INPUTS[name]
+    run = _run([str(tiny.get(arg, arg)) for arg in argv], capsys)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0], (word, lines[0])

@@ -1,4 +1,4 @@
-"""Command line: python -m workbench {demos,layers,evaluate} ..."""
+"""Command line: python -m workbench (or prune-workbench) {demos,layers,evaluate,sensitivity}."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
@@ -39,6 +40,24 @@ def add_source_options(command: argparse.ArgumentParser) -> None:
     )
 
 
+class _Status:
+    """One rewritable progress line on a terminal (nothing in a log), cleared when done."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.width = 0
+
+    def show(self, line: str) -> None:
+        if self.live:
+            print("\r" + line.ljust(self.width), end="", file=sys.stderr, flush=True)
+            self.width = max(self.width, len(line))
+
+    def clear(self) -> None:
+        if self.width:
+            print("\r" + " " * self.width + "\r", end="", file=sys.stderr, flush=True)
+            self.width = 0
+
+
 def _bench(args: argparse.Namespace) -> Workbench:
     """The Workbench of --demo, or of --model with --data (subcommands without those: --demo)."""
     model_path, data_path = getattr(args, "model", None), getattr(args, "data", None)
@@ -56,18 +75,24 @@ def _bench(args: argparse.Namespace) -> Workbench:
         tokenizer=model.tokenizer,
         class_names=model.class_names or None,
     )
-    for line in model.summary():
-        print(f"model: {line}", file=sys.stderr)
-    for line in data.info.notes:
-        print(f"data: {line}", file=sys.stderr)
-    done = None
-    for event in wio.build_workbench(model, data, name=Path(model_path).name):
-        print(f"[{event.step}/{event.total}] {event.message}", file=sys.stderr, flush=True)
-        done = event
+    # What was read is said only once it all worked: a bad input prints one error line alone.
+    notes = [f"model: {line}" for line in model.summary()]
+    notes += [f"data: {line}" for line in data.info.notes]
+    status, done = _Status(), None
+    try:
+        for event in wio.build_workbench(model, data, name=Path(model_path).name):
+            status.show(f"[{event.step}/{event.total}] {event.message}")
+            done = event
+    finally:
+        status.clear()
     assert done is not None and done.bench is not None and done.report is not None
-    for finding in done.report.findings:
-        if finding.level in ("warning", "info"):
-            print(f"{finding.level}: {finding.message}", file=sys.stderr)
+    notes += [
+        f"{finding.level}: {finding.message}"
+        for finding in done.report.findings
+        if finding.level in ("warning", "info")
+    ]
+    for line in notes:
+        print(line, file=sys.stderr)
     return done.bench
 
 
@@ -112,8 +137,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (with where to look), still exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _prog() -> str:
+    """The name the user typed: the console script, or python -m workbench."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("prune-workbench") else "python -m workbench"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__)
+    parser = _Parser(prog=_prog(), description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demos", help="list the built-in demo models").set_defaults(run=_cmd_demos)
     for name, run, help_text in (
@@ -136,7 +174,7 @@ def _add_sensitivity_command(commands: argparse._SubParsersAction) -> None:
         "sensitivity",
         help="prune each layer alone to each level and print the metrics (or write a CSV)",
     )
-    command.add_argument("--demo", default="digits-cnn", help="a built-in demo model")
+    add_source_options(command)
     command.add_argument("--method", default="l1", help="pruning criterion (default l1)")
     command.add_argument(
         "--granularity", default="unstructured", help="granularity (default unstructured)"
@@ -160,23 +198,21 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.csv and not Path(args.csv).resolve().parent.is_dir():
         raise ValueError(f"cannot write {args.csv!r}: its folder does not exist")
     bench = _bench(args)
-    live = sys.stderr.isatty()  # a counter rewritten in place; in a log, one line per layer
-    frame, width = None, 0
-    for event in scan_iter(
-        bench, levels, args.method, args.granularity, args.subset, args.bootstrap, args.seed
-    ):
-        if isinstance(event, pd.DataFrame):
-            frame = event
-            continue
-        counter = f"[{event.done:>{len(str(event.total))}}/{event.total}]"
-        if live:
-            line = f"{counter} {event.layer} at {event.level:.0%}"
-            print("\r" + line.ljust(width), end="", file=sys.stderr, flush=True)
-            width = max(width, len(line))
-        elif event.done % (event.total // len(bench.layer_names)) == 0:
-            print(f"{counter} {event.layer} done", file=sys.stderr, flush=True)
-    if width:
-        print(file=sys.stderr)
+    status, frame = _Status(), None
+    try:
+        for event in scan_iter(
+            bench, levels, args.method, args.granularity, args.subset, args.bootstrap, args.seed
+        ):
+            if isinstance(event, pd.DataFrame):
+                frame = event
+                continue
+            counter = f"[{event.done:>{len(str(event.total))}}/{event.total}]"
+            status.show(f"{counter} {event.layer} at {event.level:.0%}")
+            # In a log (no terminal), one line per finished layer instead of a live counter.
+            if not status.live and event.done % (event.total // len(bench.layer_names)) == 0:
+                print(f"{counter} {event.layer} done", file=sys.stderr, flush=True)
+    finally:
+        status.clear()
     assert frame is not None
     if args.csv:
         try:
@@ -189,13 +225,29 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (a message may span several; the exit line must not)."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename!r}: " if error.filename is not None else ""
+        return f"{where}{error.strerror}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a bad input (any workbench error, an unreadable file) exits 2, one line."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (PlanError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    # Every error the core raises on purpose is a ValueError (PlanError, LoadError, ScanError,
+    # ...); an OSError is a path the user gave that cannot be read or written. Anything else is a
+    # bug and keeps its traceback.
+    except (ValueError, OSError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
