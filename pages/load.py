@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from ui import state, uploads
+from ui import staging, state, uploads
+from ui.text import plain
 from workbench.io import (
     DATA_FORMATS,
     NORMALISATIONS,
@@ -19,20 +20,6 @@ MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
 LOCAL = uploads.local_code_allowed()
 
 
-@st.cache_resource(max_entries=3, ttl=1800, show_spinner="Loading and checking your files…")
-def _stage(
-    model_key: tuple | None,
-    _model: uploads.Upload | None,
-    data_key: tuple | None,
-    _data: uploads.Upload | None,
-    model_options: uploads.ModelOptions,
-    data_options: uploads.DataOptions,
-    caps: object,
-) -> uploads.Staged:
-    # Keyed by the uploads' ids and the options; the bytes themselves are not hashed.
-    return uploads.stage(_model, _data, model_options, data_options, caps)  # type: ignore[arg-type]
-
-
 def _data_kind(upload: uploads.Upload) -> str | None:
     try:
         return detect_data_format(as_source(upload.data or b"", name=upload.name))
@@ -42,9 +29,10 @@ def _data_kind(upload: uploads.Upload) -> str | None:
 
 st.title("Load your model")
 st.caption(
-    "Bring a trained model and its validation data. Nothing you upload is unpickled unless you "
-    "say you trust it, archives are checked before anything is read from them, and uploads are "
-    f"capped at {MAX_UPLOAD_MB} MB (server.maxUploadSize in .streamlit/config.toml)."
+    "Bring a trained model and its validation data. Nothing you upload is ever unpickled or run "
+    "as Python, archives are checked before anything is read from them, a model's first "
+    f"forward pass runs in a separate process under a time limit, and uploads are capped at "
+    f"{MAX_UPLOAD_MB} MB. The server's operator sets these limits."
 )
 
 left, right = st.columns(2, gap="large")
@@ -81,7 +69,7 @@ with left:
             model_key = ("upload", file.file_id, file.name, file.size)
     architecture = ""
     trust = False
-    if LOCAL:
+    if LOCAL and where == "Path on this machine":
         architecture = st.text_input(
             "Architecture, for a weights file",
             key="load:arch",
@@ -198,38 +186,32 @@ with right:
             max_samples=int(max_samples),
             val_fraction=float(share),
         )
-    unpacked_mb = st.number_input(
-        "Archive cap (MB decompressed)",
-        16,
-        65_536,
-        uploads.DEFAULT_UNPACKED_MB,
-        step=64,
-        key="load:unpacked",
-        help="An uploaded zip, .npz or .pt2 may not decompress to more than this: a guard "
-        "against decompression bombs.",
-    )
 
 if model_upload is None and data_upload is None:
     st.info(
         "Upload a model and its validation data to see what was found and whether they fit.",
         icon=":material/upload_file:",
     )
+    staging.release()
     st.stop()
 
-caps = uploads.limits(MAX_UPLOAD_MB, unpacked_mb)
+caps = uploads.limits(MAX_UPLOAD_MB)
 model_options = uploads.ModelOptions(architecture=architecture, trust_pickle=trust)
-staged = _stage(model_key, model_upload, data_key, data_upload, model_options, options, caps)
+staged = staging.staged(
+    (model_key, data_key, model_options, options),
+    lambda: uploads.stage(model_upload, data_upload, model_options, options, caps),
+)
 
 st.subheader("3 · What was found")
 if staged.model_error:
-    st.error(f"**Model:** {staged.model_error}", icon=":material/error:")
+    st.error(f"**Model:** {plain(staged.model_error)}", icon=":material/error:")
 if staged.data_error:
-    st.error(f"**Data:** {staged.data_error}", icon=":material/error:")
+    st.error(f"**Data:** {plain(staged.data_error)}", icon=":material/error:")
 summary = st.columns(2, gap="large")
 if staged.model is not None:
     with summary[0]:
         st.markdown("**Model**")
-        st.markdown("\n".join(f"- {line}" for line in uploads.model_lines(staged.model)))
+        st.markdown("\n".join(f"- {plain(line)}" for line in uploads.model_lines(staged.model)))
 if staged.data is not None:
     with summary[1]:
         info = staged.data.info
@@ -244,7 +226,7 @@ if staged.data is not None:
         if info.feature_names:
             facts.append(f"{len(info.feature_names)} features: {', '.join(info.feature_names[:8])}"
                          + (" …" if len(info.feature_names) > 8 else ""))  # fmt: skip
-        st.markdown("\n".join(f"- {line}" for line in [*facts, *info.notes]))
+        st.markdown("\n".join(f"- {plain(line)}" for line in [*facts, *info.notes]))
     figure = uploads.preview_figure(staged.data)
     if figure is not None:
         st.markdown("**Preview**, as the model will see them (normalisation undone for display)")
@@ -267,7 +249,7 @@ if staged.report is not None:
         },
     )
     for finding in staged.report.errors:
-        st.error(f"**{finding.check}:** {finding.message}", icon=":material/error:")
+        st.error(f"**{finding.check}:** {plain(finding.message)}", icon=":material/error:")
 elif staged.model is not None and staged.data is None and data_upload is None:
     st.info("Now upload the validation data.", icon=":material/dataset:")
 elif staged.data is not None and staged.model is None and model_upload is None:
@@ -282,10 +264,11 @@ if st.button(
     built = uploads.build(staged, key, progress=lambda f, text: bar.progress(f, text=text))
     if built.error is not None:
         bar.empty()
-        st.error(built.error, icon=":material/error:")
+        st.error(plain(built.error), icon=":material/error:")
     else:
         assert built.info is not None and built.bench is not None
         state.add_upload(key, built.info, built.bench)
+        staging.release()
         st.switch_page("pages/model.py")
 st.caption(
     "The model then appears in the sidebar's model list as "

@@ -8,6 +8,7 @@ traceback, and the app keeps working with the user's earlier model and plan.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def metric(at: AppTest, label: str) -> str:
 
 
 def errors(at: AppTest) -> str:
-    return "\n".join(e.value for e in at.error)
+    """The error boxes' text as a reader sees it (messages are escaped so Markdown stays out)."""
+    return "\n".join(re.sub(r"\\(.)", r"\1", e.value).replace("\u200b", "") for e in at.error)
 
 
 # ---- the page ------------------------------------------------------------------------------------
@@ -163,7 +165,8 @@ def test_bad_uploads_show_errors_and_keep_the_app(tabular, tmp_path) -> None:
     assert next(s for s in at.slider if s.label.startswith("features.2 ·")).value == 40
 
 
-def test_a_weights_file_on_this_machine_with_its_architecture(tabular) -> None:
+def test_a_weights_file_on_this_machine_with_its_architecture(tabular, monkeypatch) -> None:
+    monkeypatch.setenv(uploads.LOCAL_CODE_ENV, "1")
     bench: wb.Workbench = tabular["bench"]  # type: ignore[assignment]
     at = load_page()
     at.segmented_control(key="load:where").set_value("Path on this machine").run()
@@ -178,8 +181,11 @@ def test_a_weights_file_on_this_machine_with_its_architecture(tabular) -> None:
     assert metric(at, "Accuracy") == f"{bench.dense_metrics['accuracy']:.2%}"
 
 
-def test_trusting_a_file_shows_the_warning() -> None:
+def test_trusting_a_file_shows_the_warning(monkeypatch) -> None:
+    monkeypatch.setenv(uploads.LOCAL_CODE_ENV, "1")
     at = load_page()
+    assert not any(c.key == "load:trust" for c in at.checkbox)  # never offered for an upload
+    at.segmented_control(key="load:where").set_value("Path on this machine").run()
     at.checkbox(key="load:trust").check().run()
     assert any("Unpickling runs code" in w.value for w in at.warning)
 
@@ -197,7 +203,8 @@ def test_handle_upload_gives_the_demo_workbench(tabular) -> None:
     assert built.info.feature_names == wb.load_demo("tabular-mlp").meta.feature_names
 
 
-def test_weights_need_a_local_architecture(tabular) -> None:
+def test_weights_need_a_local_architecture(tabular, monkeypatch) -> None:
+    monkeypatch.setenv(uploads.LOCAL_CODE_ENV, "1")
     built = uploads.handle_upload(
         tabular["safetensors"], "tab.safetensors", tabular["csv"], "t.csv"
     )
@@ -210,14 +217,15 @@ def test_weights_need_a_local_architecture(tabular) -> None:
     assert built.bench.dense_metrics == tabular["bench"].dense_metrics
 
 
-def test_upload_caps(tabular) -> None:
+def test_upload_caps(tabular, monkeypatch) -> None:
     caps = uploads.limits(max_upload_mb=0.01)
     built = uploads.handle_upload(tabular["pt2"], "tab.pt2", tabular["csv"], "tab.csv", caps=caps)
     assert "over the 0.0 MB limit" in built.error
+    monkeypatch.setenv("WORKBENCH_MAX_UNPACKED_MB", "16")  # the operator's cap, not the page's
     staged = uploads.stage(
         None,
         uploads.Upload("bomb.zip", data=_bomb()),
-        caps=uploads.limits(max_upload_mb=200, max_unpacked_mb=16),
+        caps=uploads.limits(max_upload_mb=200),
     )
     assert "would decompress to 32.0 MB, over the 16.0 MB limit" in staged.data_error
 
@@ -230,13 +238,18 @@ def _bomb() -> bytes:
     return buffer.getvalue()
 
 
-def test_shared_servers_can_forbid_local_code(tabular, monkeypatch) -> None:
-    monkeypatch.setenv(uploads.LOCAL_CODE_ENV, "0")
+def test_local_code_is_off_unless_the_operator_turns_it_on(tabular, monkeypatch) -> None:
+    monkeypatch.delenv(uploads.LOCAL_CODE_ENV, raising=False)
     options = uploads.ModelOptions(trust_pickle=True)
     built = uploads.handle_upload(tabular["pt2"], "tab.pt2", tabular["csv"], "t.csv", options)
-    assert "does not allow" in built.error
+    assert "never unpickled, trusted or not" in built.error
+    options = uploads.ModelOptions(architecture=tabular["arch"])
+    built = uploads.handle_upload(tabular["pt2"], "tab.pt2", tabular["csv"], "t.csv", options)
+    assert "does not allow" in built.error and "WORKBENCH_LOCAL_CODE=1" in built.error
     at = load_page()
     assert not any(c.key == "load:trust" for c in at.checkbox)
+    assert not any(t.key in ("load:arch", "load:path") for t in at.text_input)
+    assert not any(c.key == "load:where" for c in at.segmented_control)
 
 
 def test_unique_keys() -> None:

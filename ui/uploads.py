@@ -28,6 +28,7 @@ from workbench.io import (
     LoadedData,
     LoadedModel,
     LoadError,
+    UnsafeFileError,
     build_workbench,
     check,
     load_data,
@@ -38,15 +39,14 @@ from workbench.io.safety import MB
 
 log = logging.getLogger(__name__)
 
-#: Default cap on what one uploaded archive (zip of images, .npz, .pt2) may decompress to.
-DEFAULT_UNPACKED_MB = 512
-#: Set WORKBENCH_LOCAL_CODE=0 on a shared server: no trusted pickles, no architecture files or
-#: folders typed as paths (both run or read code on the machine serving the app).
+#: Off unless the person running the server sets WORKBENCH_LOCAL_CODE=1: paths on this machine,
+#: architecture files and trusted pickles read files and run code on the machine serving the
+#: app, so they are for a server only you can reach (`make run` listens on localhost).
 LOCAL_CODE_ENV = "WORKBENCH_LOCAL_CODE"
 
 
 def local_code_allowed() -> bool:
-    return os.environ.get(LOCAL_CODE_ENV, "1").strip().lower() not in ("0", "false", "no")
+    return os.environ.get(LOCAL_CODE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,9 @@ class Built:
     notes: tuple[str, ...] = field(default=())
 
 
-def limits(max_upload_mb: float, max_unpacked_mb: float = DEFAULT_UNPACKED_MB) -> Limits:
-    return Limits(
-        max_file_bytes=int(max_upload_mb * MB),
-        max_unpacked_bytes=int(max_unpacked_mb * MB),
-        max_entries=DEFAULT_LIMITS.max_entries,
-        max_ratio=DEFAULT_LIMITS.max_ratio,
-        max_image_pixels=DEFAULT_LIMITS.max_image_pixels,
-    )
+def limits(max_upload_mb: float) -> Limits:
+    """The operator's caps (WORKBENCH_MAX_* variables), with Streamlit's upload cap."""
+    return Limits.from_env(max_file_bytes=int(max_upload_mb * MB))
 
 
 def _message(error: Exception, what: str) -> str:
@@ -123,10 +118,15 @@ def _message(error: Exception, what: str) -> str:
 
 def stage_model(upload: Upload, options: ModelOptions, caps: Limits) -> LoadedModel:
     """LoadedModel or LoadError. Architecture files and paths are local; never from an upload."""
+    if options.trust_pickle and upload.data is not None:
+        raise UnsafeFileError(
+            "an uploaded file is never unpickled, trusted or not: unpickling runs its code on "
+            "the server. Upload weights (safetensors, a state dict) or a .pt2 program instead"
+        )
     if (upload.path or options.trust_pickle or options.architecture) and not local_code_allowed():
         raise LoadError(
             "this server does not allow local paths, architecture files or trusted pickles "
-            f"({LOCAL_CODE_ENV}=0)"
+            f"(its operator can allow them with {LOCAL_CODE_ENV}=1)"
         )
     source = upload.data if upload.data is not None else _local_path(upload.path or "")
     return load_model(
@@ -219,7 +219,7 @@ def stage(
     error = model_error or data_error
     if loaded_model is not None and loaded_data is not None:
         try:
-            report = check(loaded_model, loaded_data)
+            report = check(loaded_model, loaded_data, limits=caps)
         except Exception as error_:  # noqa: BLE001 - shown, never raised
             error = _message(error_, "checking the model with the data")
     return Staged(

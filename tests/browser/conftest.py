@@ -196,7 +196,9 @@ def start_streamlit(
         "--server.fileWatcherType", "none",
         *extra_args,
     ]  # fmt: skip
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # As `make run` starts it: the operator's WORKBENCH_* settings only where a test gives them.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    full_env = {**inherited, "PYTHONUNBUFFERED": "1", **(env or {})}
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by StreamlitServer.stop()
     process = subprocess.Popen(
         cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=log_file,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -119,3 +121,39 @@ def test_a_bad_upload_shows_a_message_not_a_traceback(
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Model", exact=True).click()
     wait_for_app(page)
     assert card(page, "Accuracy") == "98.05%"  # the app goes on with the default demo
+
+
+def test_a_default_server_offers_no_local_code_and_refuses_a_hostile_pt2(
+    page: Page, streamlit_server: str, files: dict[str, Path], tmp_path: Path
+) -> None:
+    open_load_page(page, streamlit_server)
+    main = page.get_by_test_id("stMain")
+    # Served as `make run` serves it: no paths on the server, no architecture files, no trust.
+    for control in ("Path on this machine", "Architecture, for a weights file", "I trust this"):
+        assert control not in main.inner_text(), control
+    # A .pt2 whose sample inputs are a pickle that would create a file, named with a shortcode.
+    marker = tmp_path / "PWNED"
+    hostile = tmp_path / "evil:x:.pt2"
+    with zipfile.ZipFile(files["model"]) as src, zipfile.ZipFile(hostile, "w") as dst:
+        for name in src.namelist():
+            payload = src.read(name)
+            if name.endswith("data/sample_inputs/model.pt"):
+                payload = b"N0" + pickle.dumps(_Touch(marker), protocol=2)
+            dst.writestr(name, payload)
+    upload(page, 0, hostile)
+    error = page.get_by_test_id("stAlertContentError").first.inner_text().replace("\u200b", "")
+    assert "pickled Python objects" in error and "evil:x:.pt2" in error, error
+    assert not page.get_by_test_id("stException").count()
+    assert not marker.exists()
+    screenshot(page, "load-page-hostile")
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Model", exact=True).click()
+    wait_for_app(page)
+    assert card(page, "Accuracy") == "98.05%"  # the app goes on
+
+
+class _Touch:
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
