@@ -69,42 +69,19 @@ class DataStatistics:
             )
         return computed[method][layer.name]
 
-    def _loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self._task == "classification":
-            return F.cross_entropy(outputs, targets, reduction="sum")
-        return F.mse_loss(outputs.reshape(targets.shape), targets, reduction="sum")
-
     def _compute_taylor(self) -> dict[str, torch.Tensor]:
-        """|w · ∂L/∂w| with L the mean loss over the whole data set.
-
-        The gradient of the whole set's loss is accumulated (signed, in float64) over the
-        batches and the absolute value taken once at the end, as Torch-Pruning's
-        TaylorImportance does after accumulating `.grad`: the batch size is then only a speed
-        setting and changes the scores by float rounding alone. (Taking |·| per batch, or the
-        per-minibatch squares Molchanov et al. 2019 average, would make the scores depend on
-        how the data is split.)
-        """
         params = {
             name: weight.detach().clone().requires_grad_(True)
             for name, weight in self._weights.items()
         }
-        sums = {
-            name: torch.zeros_like(weight, dtype=torch.float64) for name, weight in params.items()
-        }
-        count = 0
+        taylor = TaylorSum(params)
         with torch.enable_grad():
             for inputs, targets in self._batches():
                 raw = self._runner.run({"input": inputs}, 0, self._runner.end, params)
-                loss = self._loss(self._output(raw), targets)
+                loss = summed_loss(self._output(raw), targets, self._task)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-                for name, grad in zip(params, grads, strict=True):
-                    if grad is not None:
-                        sums[name] += grad.double()
-                count += int(targets.shape[0])
-        return {
-            name: (weight.detach().double() * sums[name] / max(count, 1)).abs().to(weight.dtype)
-            for name, weight in params.items()
-        }
+                taylor.add(grads, int(targets.shape[0]))
+        return taylor.scores()
 
     def _compute_input_squares(self) -> dict[str, torch.Tensor]:
         squares: dict[str, torch.Tensor] = {}
@@ -122,6 +99,48 @@ class DataStatistics:
             for inputs, _ in self._batches():
                 self._runner.run({"input": inputs}, 0, self._runner.end, {}, layer_hook=record)
         return {name: value.to(self._weights[name].dtype) for name, value in squares.items()}
+
+
+def summed_loss(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
+    """The task's loss summed over the batch (cross-entropy, or squared error)."""
+    if task == "classification":
+        return F.cross_entropy(outputs, targets, reduction="sum")
+    return F.mse_loss(outputs.reshape(targets.shape), targets, reduction="sum")
+
+
+class TaylorSum:
+    """The taylor statistic |w · ∂L/∂w|, with L the mean loss over the whole data set.
+
+    Feed it the gradients of each batch's `summed_loss`; the gradient of the whole set's loss
+    is accumulated signed (in float64) and the absolute value taken once, in `scores`, as
+    Torch-Pruning's TaylorImportance does after accumulating `.grad`. The batch size is then
+    only a speed setting: it changes the scores by float rounding alone. (Taking |·| per batch,
+    or averaging per-minibatch squares as Molchanov et al. 2019 do, makes the scores depend on
+    how the data is split.)
+    """
+
+    def __init__(self, weights: dict[str, torch.Tensor]) -> None:
+        self._weights = {name: weight.detach() for name, weight in weights.items()}
+        self._sums = {
+            name: torch.zeros_like(weight, dtype=torch.float64)
+            for name, weight in self._weights.items()
+        }
+        self._count = 0
+
+    def add(self, grads: Sequence[torch.Tensor | None], count: int) -> None:
+        """One batch: the gradients of its summed loss (in the weights' order), its size."""
+        for name, grad in zip(self._sums, grads, strict=True):
+            if grad is not None:  # None: the weight does not reach the loss, its score is 0
+                self._sums[name] += grad.double()
+        self._count += count
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        """{weight name: scores shaped and typed like the weight}."""
+        count = max(self._count, 1)
+        return {
+            name: (weight.double() * self._sums[name] / count).abs().to(weight.dtype)
+            for name, weight in self._weights.items()
+        }
 
 
 def _broadcast_to_weight(norm: torch.Tensor, layer: PrunableLayer) -> torch.Tensor:
