@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Pure-Python dependencies of older Streamlit releases that newer ones dropped.
 EXTRA = ["blinker", "cachetools", "toml", "tenacity", "tornado", "gitpython", "gitdb", "smmap"]
 
-PROBE = r'''
+PROBE = r"""
 import ast, inspect, sys
 from pathlib import Path
 import streamlit as st
@@ -72,7 +72,7 @@ for path in files:
 print(f"streamlit {st.__version__}: {len(problems)} problem(s)")
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
-'''
+"""
 
 
 def floor() -> str:
