@@ -170,9 +170,9 @@ def load_data(
 
 
 def detect_data_format(src: Source, *, limits: Limits = DEFAULT_LIMITS) -> str:
-    head = src.head(64)
     if src.path is not None and src.path.is_dir():
         raise DataError(f"{src.name!r} is a folder: zip an image folder and give the zip")
+    head = src.head(64)
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if len(head) >= 10 and head[8:9] == b"{":
