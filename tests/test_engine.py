@@ -206,14 +206,74 @@ def bench(name: str) -> wb.Workbench:
 
 # ---- oracles ----------------------------------------------------------------------------------
 
+# Read off the architectures above and in workbench/models: the BatchNorm right after a layer,
+# and the layers that read a layer's channels only through ReLU-like operations, pooling and
+# flatten (with the inputs each channel becomes). Additions, concatenations and products keep a
+# removed channel's neighbours alive, so they are not listed.
+BATCH_NORMS = {"residual-cnn": {"stem": "bn1", "conv1": "bn2"}}
+CONSUMERS: dict[str, dict[str, list[tuple[str, int]]]] = {
+    "digits-cnn": {
+        "features.0": [("features.2", 1)],
+        "features.2": [("classifier.1", 16)],  # max-pooled to 4×4, then flattened
+        "classifier.1": [("classifier.3", 1)],
+    },
+    "digits-mlp": {"fc1": [("fc2", 1)], "fc2": [("fc3", 1)]},
+    "mnist1d-cnn": {
+        "features.0": [("features.2", 1)],
+        "features.2": [("features.4", 1)],
+        "features.4": [("classifier.1", 10)],
+    },
+    "tabular-mlp": {"net.0": [("net.2", 1)], "net.2": [("net.4", 1)]},
+    "diabetes-regressor": {"net.0": [("net.2", 1)], "net.2": [("net.4", 1)]},
+    "residual-cnn": {"stem": [("conv1", 1)], "conv1": [("conv2", 1)]},
+    "two-branch": {"inp": [("left", 1), ("right", 1)]},
+    "transformer": {"ff1": [("ff2", 1)]},
+    "untraceable": {},  # run whole: only biases are known to belong to a channel
+}
+
+
+def removed_channels(mask: torch.Tensor) -> torch.Tensor:
+    return ~mask.reshape(mask.shape[0], -1).any(dim=1)
+
+
+def remove_channels(c: Case, model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """A channel plan's removal on a copy: the removed channels' biases and the BatchNorm
+    entries after them zeroed (their weight rows are already masked)."""
+    with torch.no_grad():
+        for name, mask in masks.items():
+            removed = removed_channels(mask)
+            module = model.get_submodule(name)
+            if module.bias is not None:
+                module.bias[removed] = 0.0
+            norm = BATCH_NORMS.get(c.name, {}).get(name)
+            if norm is not None:
+                bn = model.get_submodule(norm)
+                bn.weight[removed] = 0.0
+                bn.bias[removed] = 0.0
+                bn.running_mean[removed] = 0.0
+
+
+def dead_columns(c: Case, masks: dict[str, torch.Tensor], layer: str) -> torch.Tensor:
+    """The layer's input columns that read removed channels of a channel plan."""
+    width = weight_of(c, layer).shape[1]
+    dead = torch.zeros(width, dtype=torch.bool)
+    for producer, consumers in CONSUMERS[c.name].items():
+        for consumer, block in consumers:
+            if consumer == layer and producer in masks:
+                dead |= removed_channels(masks[producer]).repeat_interleave(block)
+    return dead
+
 
 def fresh_outputs(
-    c: Case, masks: dict[str, torch.Tensor], batch_size: int | None = None
+    c: Case, masks: dict[str, torch.Tensor], batch_size: int | None = None, channels: bool = False
 ) -> torch.Tensor:
-    """Outputs of a deep copy pruned with torch.nn.utils.prune, run batch by batch in order."""
+    """Outputs of a deep copy pruned with torch.nn.utils.prune, run batch by batch in order;
+    for a channel plan (`channels`), with the removed channels removed (`remove_channels`)."""
     model = copy.deepcopy(c.model).eval()
     for name, mask in masks.items():
         prune.custom_from_mask(model.get_submodule(name), "weight", mask)
+    if channels:
+        remove_channels(c, model, masks)
     with torch.no_grad():
         return torch.cat([model(b) for b in c.x.split(batch_size or c.batch_size)])
 
@@ -240,15 +300,18 @@ def torch_mask(module: nn.Module, apply: Callable[[nn.Module], nn.Module]) -> to
 _FRESH: dict[tuple, torch.Tensor] = {}
 
 
-def _memo_fresh_outputs(c: Case, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+def _memo_fresh_outputs(
+    c: Case, masks: dict[str, torch.Tensor], channels: bool = False
+) -> torch.Tensor:
     """fresh_outputs, computed once per distinct set of masks (n:m plans share one pattern)."""
     key = (
         c.name,
         c.batch_size,
+        channels,
         tuple(sorted((n, m.numpy().tobytes()) for n, m in masks.items() if not m.all())),
     )
     if key not in _FRESH:
-        _FRESH[key] = fresh_outputs(c, masks)
+        _FRESH[key] = fresh_outputs(c, masks, channels=channels)
     return _FRESH[key]
 
 
@@ -257,7 +320,8 @@ def check_report(c: Case, b: wb.Workbench, plan: wb.PruningPlan) -> wb.Report:
     report = b.evaluate(plan)
     masks = b.masks(plan)
     assert set(masks) == set(plan.sparsity)
-    fresh = _memo_fresh_outputs(c, masks)
+    channels = plan.granularity == "channel"
+    fresh = _memo_fresh_outputs(c, masks, channels)
     assert torch.equal(b.outputs(plan), fresh), plan
     if c.classification:
         accuracy = (fresh.argmax(dim=1) == c.y).double().mean().item()
@@ -275,8 +339,11 @@ def check_report(c: Case, b: wb.Workbench, plan: wb.PruningPlan) -> wb.Report:
     nonzero = dict(zip(report.layers["name"], report.layers["nonzero"], strict=True))
     for layer in b.layer_names:
         weight = weight_of(c, layer)
-        kept = int(masks[layer].sum()) if layer in masks else weight.numel()
-        assert nonzero[layer] == kept, (plan, layer)
+        kept = masks[layer] if layer in masks else torch.ones(weight.shape, dtype=torch.bool)
+        if channels:  # input columns reading removed channels count as removed
+            dead = dead_columns(c, masks, layer)
+            kept = kept & ~dead.view(1, -1, *(1,) * (weight.dim() - 2))
+        assert nonzero[layer] == int(kept.sum()), (plan, layer)
     return report
 
 
@@ -337,6 +404,9 @@ def test_channel_masks_equal_torch_ln_structured(name: str, norm: int) -> None:
             plan = wb.PruningPlan(
                 sparsity={layer: amount}, method=f"l{norm}", granularity="channel"
             )
+            if layer in b.output_layers:  # its channels are the outputs: left dense
+                assert b.masks(plan)[layer].all()
+                continue
             expected = torch_mask(
                 module, lambda m, a=amount: prune.ln_structured(m, "weight", a, n=norm, dim=0)
             )
@@ -386,7 +456,8 @@ def test_number_removed_is_rounded_share(name: str, method: str) -> None:
             mask = b.masks(plan)[layer].reshape(channels, -1)
             whole = mask.all(dim=1) | (~mask).all(dim=1)
             assert whole.all(), "channel pruning removes whole output channels"
-            assert int((~mask).all(dim=1).sum()) == round(amount * channels), (layer, amount)
+            expected = 0 if layer in b.output_layers else round(amount * channels)
+            assert int((~mask).all(dim=1).sum()) == expected, (layer, amount)
 
 
 def _rows_along_input(t: torch.Tensor) -> torch.Tensor:
@@ -510,16 +581,43 @@ def test_fully_pruned_last_layer_outputs_its_bias(name: str) -> None:
     c, b = case(name), bench(name)
     last = b.layer_names[-1]
     bias = c.model.get_submodule(last).bias.detach()
-    for granularity in ("unstructured", "channel"):
-        plan = wb.PruningPlan(sparsity={last: 1.0}, granularity=granularity)
-        outputs = b.outputs(plan)
-        assert torch.equal(outputs, bias.expand_as(outputs))
+    plan = wb.PruningPlan(sparsity={last: 1.0})
+    outputs = b.outputs(plan)
+    assert torch.equal(outputs, bias.expand_as(outputs))
+    report = check_report(c, b, plan)
+    assert report.metrics["accuracy"] == (c.y == bias.argmax()).double().mean().item()
+    assert report.metrics["agreement"] == (
+        (dense_outputs(name).argmax(dim=1) == bias.argmax()).double().mean().item()
+    )
+    assert report.layers.set_index("name").loc[last, "nonzero"] == 0
+    assert report.notes == []
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_channel_plans_leave_the_output_layer_dense_and_say_so(name: str) -> None:
+    c, b = case(name), bench(name)
+    last = b.layer_names[-1]
+    assert b.output_layers == {last}
+    table = b.layers.set_index("name")
+    assert not table.loc[last, "channel_prunable"]
+    assert table.drop(index=last)["channel_prunable"].all()
+    for scope in ("layer", "global"):
+        plan = wb.PruningPlan(sparsity={last: 1.0}, granularity="channel", scope=scope)
         report = check_report(c, b, plan)
-        assert report.metrics["accuracy"] == (c.y == bias.argmax()).double().mean().item()
-        assert report.metrics["agreement"] == (
-            (dense_outputs(name).argmax(dim=1) == bias.argmax()).double().mean().item()
-        )
-        assert report.layers.set_index("name").loc[last, "nonzero"] == 0
+        assert torch.equal(b.outputs(plan), dense_outputs(name))
+        assert report.metrics == b.dense_metrics
+        assert len(report.notes) == 1 and last in report.notes[0]
+        assert "output layer" in report.notes[0]
+        assert report.to_dict()["notes"] == report.notes
+    # In a global ranking the output layer takes no share of the cut: the others carry it.
+    plan = wb.PruningPlan.uniform(b.layer_names, 0.5, granularity="channel", scope="global")
+    masks = b.masks(plan)
+    assert masks[last].all()
+    others = [n for n in b.layer_names if n != last]
+    removed = sum(int(removed_channels(masks[n]).sum()) for n in others)
+    assert removed == round(0.5 * sum(weight_of(c, n).shape[0] for n in others))
+    # The same layers unstructured are pruned as asked, with no note.
+    assert b.evaluate(plan.replace(granularity="unstructured")).notes == []
 
 
 def test_fully_pruned_regressor_predicts_a_constant() -> None:
@@ -608,23 +706,32 @@ def test_pruned_model_has_exactly_the_masked_weights(name: str) -> None:
         )
         masks = b.masks(plan)
         pruned = b.pruned_model(plan)
-        original = dict(c.model.named_parameters())
-        for key, param in pruned.named_parameters():
-            layer = key.removesuffix(".weight")
-            if layer in masks and key.endswith(".weight"):
-                expected = original[key].detach() * masks[layer]
-                assert torch.equal(param, expected), key
-                assert torch.equal(param != 0, masks[layer]), key
-            else:
-                assert torch.equal(param, original[key]), key
-        for key, buffer in pruned.named_buffers():
-            assert torch.equal(buffer, c.model.get_buffer(key)), key
+        channels = granularity == "channel"
+        # The oracle: masked weights; for channels, the removal (biases, BatchNorm entries)
+        # and the input columns that read removed channels zeroed too.
+        expected = copy.deepcopy(c.model)
+        with torch.no_grad():
+            for layer, mask in masks.items():
+                weight = expected.get_submodule(layer).weight
+                kept = mask
+                if channels:
+                    dead = dead_columns(c, masks, layer)
+                    kept = mask & ~dead.view(1, -1, *(1,) * (weight.dim() - 2))
+                weight.mul_(kept)
+                assert torch.equal(weight != 0, kept), layer
+        if channels:
+            remove_channels(c, expected, masks)
+        wanted = {**dict(expected.named_buffers()), **dict(expected.named_parameters())}
+        got = {**dict(pruned.named_buffers()), **dict(pruned.named_parameters())}
+        assert got.keys() == wanted.keys()
+        for key, value in got.items():
+            assert torch.equal(value, wanted[key]), (granularity, key)
         assert torch.equal(run_model(pruned.eval(), c), b.outputs(plan))
         # The caller owns the copy: changing it changes nothing in the workbench.
         with torch.no_grad():
             for param in pruned.parameters():
                 param.zero_()
-        assert torch.equal(b.outputs(plan), fresh_outputs(c, masks))
+        assert torch.equal(b.outputs(plan), fresh_outputs(c, masks, channels=channels))
 
 
 @pytest.mark.parametrize("name", ["digits-cnn", "two-branch"])
@@ -692,6 +799,8 @@ def test_random_criterion_is_deterministic_per_seed() -> None:
         for layer in layers:
             if layer == "features.0" and granularity in ("2:4", "4:8"):
                 continue  # one input channel: a single tail element per group, nothing to choose
+            if layer == "classifier.3" and granularity == "channel":
+                continue  # the output layer: channel plans leave it dense
             assert not torch.equal(base[layer], different[layer]), (granularity, layer)
     # The seed only matters to the random criterion.
     plans = [wb.PruningPlan.uniform(layers, 0.5, seed=s) for s in (0, 9)]
@@ -857,9 +966,18 @@ def test_effective_flops_drop_by_the_pruned_share_of_a_layer(name: str) -> None:
         weight = weight_of(c, layer)
         for granularity, amount in (("unstructured", 0.37), ("channel", 0.5), ("2:4", 0.5)):
             plan = wb.PruningPlan(sparsity={layer: amount}, granularity=granularity)
-            removed = int((~b.masks(plan)[layer]).sum())
-            expected = round(flops - per_module[layer] * removed / weight.numel())
-            assert b.evaluate(plan).size["flops_effective"] == expected, (layer, granularity)
+            masks = b.masks(plan)
+            removed = int((~masks[layer]).sum())
+            expected = flops - per_module[layer] * removed / weight.numel()
+            if granularity == "channel":  # the consumers' columns that read removed channels
+                for consumer, _ in CONSUMERS[name].get(layer, []):
+                    inputs = weight_of(c, consumer).shape[1]
+                    dead = int(dead_columns(c, masks, consumer).sum())
+                    expected -= per_module[consumer] * dead / inputs
+            assert b.evaluate(plan).size["flops_effective"] == round(expected), (
+                layer,
+                granularity,
+            )
 
 
 @pytest.mark.xfail(

@@ -112,11 +112,14 @@ class GraphRunner:
         stop: int,
         weights: Mapping[str, torch.Tensor],
         layer_hook: LayerHook | None = None,
+        node_hook: Callable[[fx.Node, Any], None] | None = None,
     ) -> Any:
         """Run nodes [start, stop); return the live set at `stop`, or the output at the end.
 
         At start 0, `start_env` is `{"input": batch}`; otherwise the live set at `start`.
-        `weights` maps weight names to the tensors to use instead of the model's own.
+        `weights` maps parameter and buffer names (weights, and the biases and BatchNorm
+        entries of removed channels) to the tensors to use instead of the model's own.
+        `node_hook(node, value)` sees every value the graph computes.
         """
         if self.graph_module is None:
             return self._run_whole(start_env["input"], weights, layer_hook)
@@ -128,6 +131,8 @@ class GraphRunner:
             if node.op == "output":
                 return self._load(node.args[0], env, weights)
             env[node] = self._execute(node, env, weights, layer_hook)
+            if node_hook is not None:
+                node_hook(node, env[node])
             for dead in self._free_after[i]:
                 env.pop(dead, None)
         return {node: env[node] for node in self.live_nodes(stop)}
@@ -174,7 +179,8 @@ class GraphRunner:
             own_weight = f"{node.target}.weight"
             if isinstance(module, PRUNABLE_MODULES) and own_weight in self._by_weight:
                 if own_weight in weights:
-                    result = _call_with_weight(module, weights[own_weight], args, kwargs)
+                    bias = weights.get(f"{node.target}.bias", module.bias)
+                    result = _call_with_weight(module, weights[own_weight], bias, args, kwargs)
                 else:
                     result = module(*args, **kwargs)
                 if layer_hook is not None:
@@ -288,9 +294,11 @@ def _attr(module: nn.Module, target: str) -> Any:
     return operator.attrgetter(target)(module)
 
 
-def _call_with_weight(module: nn.Module, weight: torch.Tensor, args: Any, kwargs: Any) -> Any:
-    # The same calls the modules' own forward makes, with the masked weight in place of theirs,
-    # so the result is bit-identical to running a model pruned with torch.nn.utils.prune.
+def _call_with_weight(
+    module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None, args: Any, kwargs: Any
+) -> Any:
+    # The same calls the modules' own forward makes, with the masked weight (and bias) in place
+    # of theirs, so the result is bit-identical to running a model pruned the same way.
     if isinstance(module, nn.Linear):
-        return torch.nn.functional.linear(args[0], weight, module.bias)
-    return module._conv_forward(args[0], weight, module.bias)  # Conv1d/2d/3d
+        return torch.nn.functional.linear(args[0], weight, bias)
+    return module._conv_forward(args[0], weight, bias)  # Conv1d/2d/3d

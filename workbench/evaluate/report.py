@@ -23,6 +23,9 @@ class Report:
     class_names: list[str] = field(default_factory=list)
     confusion: np.ndarray | None = None  # [true, predicted] counts, classification only
     dense_confusion: np.ndarray | None = None
+    #: What the engine did differently from the plan's letter, and why (e.g. an output layer
+    #: that channel pruning leaves dense).
+    notes: list[str] = field(default_factory=list)
 
     def delta(self, metric: str) -> float:
         """Pruned minus dense value of a metric."""
@@ -51,6 +54,7 @@ class Report:
             "dense_metrics": _json_safe(self.dense_metrics),
             "size": self.size,
             "dense_size": self.dense_size,
+            "notes": list(self.notes),
             # Missing values (e.g. no method for a dense layer) as null: strict JSON has no NaN.
             "layers": self.layers.astype(object).where(self.layers.notna(), None).to_dict(
                 orient="records"

@@ -26,9 +26,11 @@ from workbench.evaluate.metrics import (
     infer_task,
     label_free_task,
 )
+from workbench.evaluate.removal import ChannelRemoval, analyse
 from workbench.evaluate.report import Report
 from workbench.evaluate.size import TensorSize, total_size
 from workbench.evaluate.statistics import DataStatistics
+from workbench.pruning.granularity import GRANULARITIES
 from workbench.pruning.layers import PrunableLayer, find_prunable_layers
 from workbench.pruning.masks import MaskBuilder, MaskSpec
 from workbench.pruning.plan import PruningPlan
@@ -95,14 +97,29 @@ class Workbench:
         self._layers = sorted(layers, key=lambda layer: self._runner.cuts[layer.name])
         self.layer_names = [layer.name for layer in self._layers]
 
+        # What removing a channel removes besides its weight rows (see evaluate.removal).
+        self._removals, output_layers = analyse(self._runner, self._layers, self._inputs[0])
+        self._producers: dict[str, list[tuple[str, int]]] = {}  # consumer: [(producer, block)]
+        for removal in self._removals.values():
+            for consumer, block in removal.consumers:
+                self._producers.setdefault(consumer, []).append((removal.layer, block))
+        self._per_channel = {
+            name: _attr_of(self.model, self._runner, name)
+            for removal in self._removals.values()
+            for name in removal.zeroed
+        }
+
         self.statistics = DataStatistics(
             self._runner, self._dense, self._batches, self.task, _as_tensor
         )
-        self._builder = MaskBuilder(self._layers, self._dense, self.statistics)
+        self._builder = MaskBuilder(
+            self._layers, self._dense, self.statistics, output_layers=output_layers
+        )
         self._lock = threading.RLock()
         self._activations = _ActivationCache(cache_bytes)
         self._masked: OrderedDict[tuple[str, MaskSpec], torch.Tensor] = OrderedDict()
-        self._sizes: dict[tuple[str, MaskSpec | None], TensorSize] = {}
+        self._zeroed: OrderedDict[tuple[str, MaskSpec], dict[str, torch.Tensor]] = OrderedDict()
+        self._sizes: dict[tuple, TensorSize] = {}
         self._reports: OrderedDict[tuple, Report] = OrderedDict()
         self._last_specs: dict[str, MaskSpec] | None = None
 
@@ -114,11 +131,9 @@ class Workbench:
         )
         self._dense_confusion = self._confusion(self.dense_outputs)
         self._layer_flops, self._flops_dense = self._count_flops()
-        self._other_sizes = [
-            TensorSize.of(p, sparse=False)
-            for name, p in self.model.named_parameters()
-            if name not in self._dense
-        ]
+        self._other_params = {
+            name: p for name, p in self.model.named_parameters() if name not in self._dense
+        }
         self.dense_size = self._size({})
 
     # ---- public API --------------------------------------------------------------------------
@@ -135,9 +150,24 @@ class Workbench:
                 "params": [layer.params for layer in self._layers],
                 "share": [layer.params / total for layer in self._layers],
                 "channels": [layer.channels for layer in self._layers],
+                # False for the output layers: their channels are the model's outputs.
+                "channel_prunable": [
+                    self._builder.channel_prunable(layer.name) for layer in self._layers
+                ],
                 "flops": [self._layer_flops.get(layer.name, 0) for layer in self._layers],
             }
         )
+
+    @property
+    def output_layers(self) -> frozenset[str]:
+        """Layers whose outputs are the model's outputs: channel granularity leaves them dense."""
+        return self._builder.output_layers
+
+    def channel_removal(self, layer: str) -> ChannelRemoval:
+        """What removing the layer's channels zeroes besides its weight rows, and which
+        layers' input columns it removes."""
+        self._builder.check(PruningPlan(sparsity={layer: 0.0}))
+        return self._removals[layer]
 
     @property
     def val_inputs(self) -> torch.Tensor:
@@ -169,15 +199,12 @@ class Workbench:
         with self._lock:
             specs = self._builder.resolve(plan)
             key = tuple(sorted(specs.items()))
+            notes = list(self._builder.skipped(plan).values())
             cached = self._reports.get(key)
             if cached is not None:
                 self._reports.move_to_end(key)
-                return _fresh_copy(cached, plan)
-            weights = {
-                self._builder.layers[name].weight_name: self._masked_weight(name, spec)
-                for name, spec in specs.items()
-            }
-            outputs = self._forward(specs, weights)
+                return _fresh_copy(cached, plan, notes)
+            outputs = self._forward(specs, self._overrides(specs))
             report = Report(
                 plan=plan,
                 task=self.task if self.labelled else label_free_task(self.task),
@@ -193,29 +220,33 @@ class Workbench:
             self._reports[key] = report
             if len(self._reports) > REPORT_CACHE_SIZE:
                 self._reports.popitem(last=False)
-            return _fresh_copy(report, plan)
+            return _fresh_copy(report, plan, notes)
 
     def outputs(self, plan: PruningPlan) -> torch.Tensor:
         """The pruned model's outputs on the validation inputs."""
         with self._lock:
             specs = self._builder.resolve(plan)
-            weights = {
-                self._builder.layers[n].weight_name: self._masked_weight(n, s)
-                for n, s in specs.items()
-            }
-            return self._forward(specs, weights)
+            return self._forward(specs, self._overrides(specs))
 
     def pruned_model(self, plan: PruningPlan) -> nn.Module:
-        """A new model with the plan's zeros written into its weights (the caller owns it)."""
+        """A new model with the plan's zeros written in (the caller owns it).
+
+        Removed channels are removed (see `workbench.evaluate.removal`): their biases and
+        BatchNorm entries are zeroed, and so are the input columns that only read them.
+        """
         with self._lock:  # a run may be swapping weights on the model (functional_call, jit)
             model = _private_copy(self.model)
-        params = dict(model.named_parameters())
+        tensors = {**dict(model.named_buffers()), **dict(model.named_parameters())}
         with self._lock, torch.no_grad():
-            for name, mask in self._builder.masks(plan).items():
-                weight = params.get(self._builder.layers[name].weight_name)
-                if weight is None:
-                    raise ValueError(f"layer {name!r} has no parameter to write to")
-                weight.copy_(torch.where(mask, weight, 0.0))
+            specs = self._builder.resolve(plan)
+            written = dict(self._overrides(specs))
+            for layer in self._layers:
+                written[layer.weight_name] = self._effective_weight(layer, specs)
+            for name, value in written.items():
+                target = tensors.get(name)
+                if target is None:
+                    raise ValueError(f"the model has no parameter or buffer {name!r} to write to")
+                target.copy_(value)
         for param in model.parameters():
             param.requires_grad_(True)  # the caller may fine-tune it
         return model
@@ -275,6 +306,70 @@ class Workbench:
         if self.task == "classification":
             return self.dense_outputs.argmax(dim=1)
         return self.dense_outputs.reshape(-1)
+
+    def _overrides(self, specs: dict[str, MaskSpec]) -> dict[str, torch.Tensor]:
+        """The tensors a plan replaces: masked weights, and the per-channel entries (biases,
+        BatchNorm) of removed channels, by parameter or buffer name."""
+        weights = {}
+        for name, spec in specs.items():
+            weights[self._builder.layers[name].weight_name] = self._masked_weight(name, spec)
+            weights.update(self._zeroed_entries(name, spec))
+        return weights
+
+    def _removed_channels(self, name: str, spec: MaskSpec) -> torch.Tensor | None:
+        """Bool per output channel, True where removed; None unless the spec removes channels."""
+        if not GRANULARITIES[spec.granularity].structured:
+            return None
+        mask = self._builder.mask(name, spec)
+        return ~mask.reshape(mask.shape[0], -1).any(dim=1)
+
+    def _zeroed_entries(self, name: str, spec: MaskSpec) -> dict[str, torch.Tensor]:
+        key = (name, spec)
+        if key not in self._zeroed:
+            removed = self._removed_channels(name, spec)
+            entries = {}
+            if removed is not None:
+                for tensor_name in self._removals[name].zeroed:
+                    dense = self._per_channel[tensor_name]
+                    if dense.shape[:1] == removed.shape:
+                        entries[tensor_name] = torch.where(removed.to(dense.device), 0.0, dense)
+            self._zeroed[key] = entries
+            if len(self._zeroed) > 4 * len(self._layers):
+                self._zeroed.popitem(last=False)
+        self._zeroed.move_to_end(key)
+        return self._zeroed[key]
+
+    def _dead_inputs(self, layer: PrunableLayer, specs: dict[str, MaskSpec]) -> tuple:
+        """(producer, spec) of every producer whose removed channels this layer reads."""
+        return tuple(
+            (producer, specs[producer], block)
+            for producer, block in self._producers.get(layer.name, [])
+            if producer in specs and GRANULARITIES[specs[producer].granularity].structured
+        )
+
+    def _effective_weight(
+        self, layer: PrunableLayer, specs: dict[str, MaskSpec], dead: tuple | None = None
+    ) -> torch.Tensor:
+        """The weight as the removal leaves it: masked, and the input columns that read
+        removed channels zeroed too (they only ever multiply zeros)."""
+        spec = specs.get(layer.name)
+        weight = (
+            self._dense[layer.weight_name]
+            if spec is None
+            else self._masked_weight(layer.name, spec)
+        )
+        dead = self._dead_inputs(layer, specs) if dead is None else dead
+        if not dead:
+            return weight
+        columns = self._dead_columns(layer, dead).to(weight.device)
+        return torch.where(columns.view(1, -1, *(1,) * (weight.dim() - 2)), 0.0, weight)
+
+    def _dead_columns(self, layer: PrunableLayer, dead: tuple) -> torch.Tensor:
+        columns = torch.zeros(layer.shape[1], dtype=torch.bool)
+        for producer, spec, block in dead:
+            removed = self._removed_channels(producer, spec).cpu()
+            columns |= removed.repeat_interleave(block)[: layer.shape[1]]
+        return columns
 
     def _masked_weight(self, name: str, spec: MaskSpec) -> torch.Tensor:
         key = (name, spec)
@@ -421,33 +516,48 @@ class Workbench:
                 self._runner.run({"input": sample}, 0, self._runner.end, {})
         return per_layer, int(counter.get_total_flops())
 
-    def _tensor_size(self, layer: PrunableLayer, spec: MaskSpec | None) -> TensorSize:
-        key = (layer.name, spec)
+    def _tensor_size(self, layer: PrunableLayer, specs: dict[str, MaskSpec]) -> TensorSize:
+        spec, dead = specs.get(layer.name), self._dead_inputs(layer, specs)
+        key = (layer.name, spec, dead)
         if key not in self._sizes:
-            weight = (
-                self._dense[layer.weight_name]
-                if spec is None
-                else self._masked_weight(layer.name, spec)
-            )
+            weight = self._effective_weight(layer, specs, dead)
             # Unpruned weights are stored dense; pruned ones in the smaller sparse encoding.
-            self._sizes[key] = TensorSize.of(weight, sparse=spec is not None)
+            self._sizes[key] = TensorSize.of(weight, sparse=spec is not None or bool(dead))
         return self._sizes[key]
 
+    def _other_sizes(self, specs: dict[str, MaskSpec]) -> list[TensorSize]:
+        """Sizes of the other parameters (biases, norms), with removed channels' entries zeroed."""
+        zeroed_by = {}
+        for name, spec in specs.items():
+            for tensor_name in self._zeroed_entries(name, spec):
+                zeroed_by[tensor_name] = (name, spec)
+        sizes = []
+        for tensor_name, param in self._other_params.items():
+            key = (tensor_name, zeroed_by.get(tensor_name))
+            if key not in self._sizes:
+                value = param
+                if key[1] is not None:
+                    value = self._zeroed_entries(*key[1])[tensor_name]
+                self._sizes[key] = TensorSize.of(value, sparse=False)  # stored dense
+            sizes.append(self._sizes[key])
+        return sizes
+
     def _size(self, specs: dict[str, MaskSpec]) -> dict[str, float]:
-        sizes = {
-            layer.name: self._tensor_size(layer, specs.get(layer.name)) for layer in self._layers
-        }
+        sizes = {layer.name: self._tensor_size(layer, specs) for layer in self._layers}
         effective = float(self._flops_dense)
         for layer in self._layers:
             zero_fraction = 1 - sizes[layer.name].nonzero / layer.params
             effective -= self._layer_flops.get(layer.name, 0) * zero_fraction
-        return total_size([*sizes.values(), *self._other_sizes], self._flops_dense, effective)
+        return total_size(
+            [*sizes.values(), *self._other_sizes(specs)], self._flops_dense, effective
+        )
 
     def _layer_table(self, specs: dict[str, MaskSpec]) -> pd.DataFrame:
         rows = []
         for layer in self._layers:
             spec = specs.get(layer.name)
-            size = self._tensor_size(layer, spec)
+            size = self._tensor_size(layer, specs)
+            dead = self._dead_inputs(layer, specs)
             rows.append(
                 {
                     "name": layer.name,
@@ -458,17 +568,20 @@ class Workbench:
                     "method": spec.method if spec else None,
                     "granularity": spec.granularity if spec else None,
                     "removed_units": spec.removed if spec else 0,
+                    # Input columns that read removed channels of an earlier layer.
+                    "removed_inputs": int(self._dead_columns(layer, dead).sum()) if dead else 0,
                     "flops": self._layer_flops.get(layer.name, 0),
                 }
             )
         return pd.DataFrame(rows)
 
 
-def _fresh_copy(report: Report, plan: PruningPlan) -> Report:
+def _fresh_copy(report: Report, plan: PruningPlan, notes: list[str]) -> Report:
     """A report the caller may modify without touching the cached one or other sessions'."""
     return replace(
         report,
         plan=plan,
+        notes=list(notes),
         metrics=dict(report.metrics),
         dense_metrics=dict(report.dense_metrics),
         size=dict(report.size),
@@ -591,9 +704,12 @@ def _graph(runner: GraphRunner) -> torch.fx.Graph | None:
 
 
 def _weight(model: nn.Module, runner: GraphRunner, layer: PrunableLayer) -> torch.Tensor:
-    source = runner.graph_module if runner.graph_module is not None else model
-    value = source
-    for part in layer.weight_name.split("."):
+    return _attr_of(model, runner, layer.weight_name)
+
+
+def _attr_of(model: nn.Module, runner: GraphRunner, name: str) -> torch.Tensor:
+    value = runner.graph_module if runner.graph_module is not None else model
+    for part in name.split("."):
         value = getattr(value, part)
     return value.detach()
 
