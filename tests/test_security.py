@@ -79,7 +79,7 @@ def clean(tmp_path_factory) -> dict[str, Path]:
     torch.jit.save(torch.jit.trace(demo.model, x[:4]), folder / "model.ts")
     columns = [f"f{i}" for i in range(x.shape[1])]
     lines = [",".join([*columns, "label"])]
-    lines += [",".join([*(repr(float(v)) for v in row), str(int(t))]) for row, t in zip(x, y)]
+    lines += [",".join([*(repr(float(v)) for v in row), str(int(t))]) for row, t in zip(x, y, strict=True)]
     (folder / "val.csv").write_text("\n".join(lines) + "\n")
     return {"pt2": folder / "model.pt2", "ts": folder / "model.ts", "csv": folder / "val.csv"}
 
@@ -325,3 +325,15 @@ def test_operator_limits_come_from_the_environment() -> None:
     assert limits.max_unpacked_bytes == 64 << 20 and limits.max_columns == 10
     with pytest.raises(LoadError, match="WORKBENCH_MAX_COLUMNS must be a number"):
         Limits.from_env({"WORKBENCH_MAX_COLUMNS": "many"})
+
+
+def test_the_cli_refuses_a_forward_that_never_ends(tmp_path) -> None:
+    torch.jit.save(torch.jit.script(_Forever()), tmp_path / "forever.ts")
+    np.savez(tmp_path / "x.npz", inputs=np.zeros((16, 4), np.float32), targets=np.arange(16) % 3)
+    command = [sys.executable, "-m", "workbench", "layers"]
+    command += ["--model", str(tmp_path / "forever.ts"), "--data", str(tmp_path / "x.npz")]
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "WORKBENCH_DRY_RUN_SECONDS": "3"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "did not finish its first forward pass" in lines[0], lines

@@ -22,7 +22,7 @@ from workbench.evaluate.graph import trace
 from workbench.evaluate.workbench import DEFAULT_CACHE_BYTES, Workbench, _as_tensor
 from workbench.io.data import LoadedData
 from workbench.io.models import LoadedModel
-from workbench.io.safety import DEFAULT_LIMITS, CheckError, Limits
+from workbench.io.safety import CheckError, Limits
 from workbench.io.sandbox import SANDBOXED_FORMATS, DryRunError
 from workbench.io.sandbox import dry_run as sandbox_dry_run
 from workbench.models.info import ModelInfo
@@ -87,12 +87,13 @@ def check(
     data: LoadedData,
     *,
     task: str | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits | None = None,
 ) -> CheckReport:
     """Every check, each a Finding; errors do not raise (see CheckReport.raise_for_errors).
 
     The dry run of a model whose code comes from its file (TorchScript, torch.export) first
-    runs in a child process, stopped after `limits.dry_run_seconds`.
+    runs in a child process, stopped after `limits.dry_run_seconds`. Limits default to the
+    operator's (`Limits.from_env()`).
     """
     return _run(model, data, task, limits)[0]
 
@@ -102,7 +103,7 @@ def prepare(
     data: LoadedData,
     *,
     task: str | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits | None = None,
 ) -> Prepared:
     """The tensors the workbench needs, or CheckError saying what does not fit."""
     report, prepared = _run(model, data, task, limits)
@@ -112,8 +113,9 @@ def prepare(
 
 
 def _run(
-    loaded: LoadedModel | nn.Module, data: LoadedData, task: str | None, limits: Limits
+    loaded: LoadedModel | nn.Module, data: LoadedData, task: str | None, limits: Limits | None
 ) -> tuple[CheckReport, Prepared | None]:
+    limits = limits or Limits.from_env()
     info = loaded if isinstance(loaded, LoadedModel) else None
     model = loaded.model if isinstance(loaded, LoadedModel) else loaded
     findings: list[Finding] = []
@@ -504,7 +506,7 @@ def build_workbench(
     name: str | None = None,
     task: str | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits | None = None,
 ) -> Iterator[Progress]:
     """Check, prepare and build the engine, step by step; the last event holds bench and info."""
     yield Progress(1, 3, "Checking the model and the data (a dry run on one batch)…")

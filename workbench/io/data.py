@@ -123,7 +123,7 @@ def load_data(
     max_samples: int | None = None,
     val_fraction: float | None = None,
     seed: int = 0,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits | None = None,
 ) -> LoadedData:
     """Load a validation set from a file.
 
@@ -143,6 +143,7 @@ def load_data(
         raise DataError(f"max_samples must be at least 1, got {max_samples}")
     if val_fraction is not None and not 0 < val_fraction <= 1:
         raise DataError(f"val_fraction must be in (0, 1], got {val_fraction}")
+    limits = limits or Limits.from_env()
     src = as_source(source, name=name, limits=limits, what="data file")
     fmt = kind or detect_data_format(src, limits=limits)
     if fmt in ("tensors", "npz", "npy", "safetensors"):

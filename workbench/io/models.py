@@ -118,7 +118,7 @@ def load_model(
     trust_pickle: bool = False,
     strict: bool = True,
     name: str | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits | None = None,
 ) -> LoadedModel:
     """Load a model file (or a Hugging Face folder) into a LoadedModel.
 
@@ -131,6 +131,7 @@ def load_model(
     """
     if kind is not None and kind not in FORMATS:
         raise LoadError(f"unknown model format {kind!r}; expected one of {', '.join(FORMATS)}")
+    limits = limits or Limits.from_env()
     src = as_source(source, name=name, limits=limits, what="model file")
     detected = detect_format(src, limits=limits)
     notes: list[str] = []
