@@ -12,6 +12,7 @@ import streamlit as st
 import workbench.explain as ex
 from ui import charts, loaders, state, widgets
 from ui import importance_charts as ic
+from ui.text import plain
 from workbench import CRITERIA, GRANULARITIES, HIGHER_IS_BETTER, PRIMARY_METRIC, PruningPlan
 from workbench.inspect import weight_map
 
@@ -279,7 +280,7 @@ def input_maps() -> None:
                 "Pruned model",
             )
     except (ex.ExplainError, ValueError, RuntimeError) as error:
-        st.error(f"Cannot compute these maps: {error}", icon=":material/error:")
+        st.error(plain(f"Cannot compute these maps: {error}"), icon=":material/error:")
         return
 
     table = ex.compare(dense, pruned, class_names)
@@ -387,7 +388,7 @@ def layer_section() -> None:
                 f"{spec.label} of every layer",
             )
     except (ex.ExplainError, ValueError, RuntimeError) as error:
-        st.error(f"Cannot measure layer importance: {error}", icon=":material/error:")
+        st.error(plain(f"Cannot measure layer importance: {error}"), icon=":material/error:")
         return
     marked = ex.mark_plan(table, bench, plan)
     cost = ex.plan_cost(marked)
@@ -447,7 +448,7 @@ def layer_section() -> None:
                 ex.iter_weight_importance(bench, model_plan, samples), "Weight gradients"
             )[layer]
     except (ex.ExplainError, ValueError, RuntimeError) as error:
-        st.error(f"Cannot measure weight importance: {error}", icon=":material/error:")
+        st.error(plain(f"Cannot measure weight importance: {error}"), icon=":material/error:")
         return
     keep = bench.masks(plan).get(layer) if layer in plan.sparsity else None
     weights = weight_map(bench.dense_weight(layer), keep)
@@ -456,7 +457,13 @@ def layer_section() -> None:
     a.markdown("**Weights**")
     a.plotly_chart(
         charts.weight_heatmap(
-            weights.values, weights.kept, weights.row_label, weights.col_label, height=380
+            weights.values,
+            weights.kept,
+            weights.row_label,
+            weights.col_label,
+            height=380,
+            rows=weights.rows,
+            cols=weights.cols,
         ),
         width="stretch",
         config=_NO_BAR,
@@ -464,7 +471,13 @@ def layer_section() -> None:
     b.markdown("**Importance |w·∂L/∂w|**")
     b.plotly_chart(
         ic.importance_heatmap(
-            scores.values, scores.kept, scores.row_label, scores.col_label, height=380
+            scores.values,
+            scores.kept,
+            scores.row_label,
+            scores.col_label,
+            height=380,
+            rows=scores.rows,
+            cols=scores.cols,
         ),
         width="stretch",
         config=_NO_BAR,
@@ -526,7 +539,7 @@ def overlap_section() -> None:
         ):
             overlap = ex.criterion_overlap(bench, layer, sparsity, method, "l1", granularity)
     except (ex.ExplainError, ValueError, RuntimeError) as error:
-        st.error(f"Cannot compare the criteria: {error}", icon=":material/error:")
+        st.error(plain(f"Cannot compare the criteria: {error}"), icon=":material/error:")
         return
     metric = overlap.metric
     label = widgets.METRIC_LABELS.get(metric, metric)
@@ -570,7 +583,7 @@ def overlap_section() -> None:
     try:
         curve = overlap_curve(bench, token, layer, method, granularity)
     except (ex.ExplainError, ValueError, RuntimeError) as error:
-        st.error(f"Cannot draw the curve: {error}", icon=":material/error:")
+        st.error(plain(f"Cannot draw the curve: {error}"), icon=":material/error:")
         return
     st.plotly_chart(
         ic.overlap_curve(curve, CRITERIA[method].label, "L1 magnitude"),

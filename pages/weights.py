@@ -64,6 +64,8 @@ with heat:
             picture.col_label,
             show_mask=show_mask,
             height=390,
+            rows=picture.rows,
+            cols=picture.cols,
         ),
         width="stretch",
         config={"displayModeBar": False},

@@ -134,21 +134,28 @@ def weight_heatmap(
     col_label: str,
     show_mask: bool = True,
     height: int = 420,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
 ) -> go.Figure:
-    """Weights on a diverging scale; removed weights greyed out when the mask is shown."""
+    """Weights on a diverging scale; removed weights greyed out when the mask is shown.
+
+    `rows` / `cols`: each cell's position in the axis' units (`WeightMap.rows`), so the axes
+    count neurons, filters and inputs rather than cells.
+    """
     limit = float(np.abs(values).max()) or 1.0
     shown = np.where(kept > 0, values, np.nan) if show_mask else values
+    where = {} if rows is None or cols is None else {"x": cols.tolist(), "y": rows.tolist()}
     data = []
     if show_mask:
         removed = np.where(kept > 0, np.nan, 1.0)
         data.append({"type": "heatmap", "z": removed, "showscale": False, "hoverinfo": "skip",
-                     "colorscale": [[0, "#E5E7EB"], [1, "#E5E7EB"]]})  # fmt: skip
+                     "colorscale": [[0, "#E5E7EB"], [1, "#E5E7EB"]], **where})  # fmt: skip
     data.append(
         {"type": "heatmap", "z": shown, "colorscale": "RdBu", "zmid": 0, "zmin": -limit,
          "zmax": limit, "colorbar": {"title": {"text": "w"}, "thickness": 12},
-         "customdata": kept,
-         "hovertemplate": "row %{y}, col %{x}<br>w=%{z:.4f}<br>kept %{customdata:.0%}"
-         "<extra></extra>"}
+         "customdata": kept, **where,
+         "hovertemplate": f"{row_label} %{{y:.4~g}}, {col_label} %{{x:.4~g}}<br>w=%{{z:.4f}}"
+         "<br>kept %{customdata:.0%}<extra></extra>"}
     )  # fmt: skip
     layout = _layout(
         height,

@@ -20,7 +20,6 @@ INPUT_SCALE = "Greys"
 FRAME = "#CBD5E1"
 
 
-
 def _limit(*arrays: np.ndarray) -> float:
     values = [np.nanmax(np.abs(a)) for a in arrays if a.size]
     limit = float(max(values, default=0.0))
@@ -296,9 +295,15 @@ def importance_heatmap(
     col_label: str,
     show_mask: bool = True,
     height: int = 420,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
 ) -> go.Figure:
-    """|w·∂L/∂w| per weight on a sequential scale; removed weights greyed when the mask is shown."""
+    """|w·∂L/∂w| per weight on a sequential scale; removed weights greyed when the mask is shown.
+
+    `rows` / `cols` place the cells in the axis' units, as in `charts.weight_heatmap`.
+    """
     shown = np.where(kept > 0, values, np.nan) if show_mask else values
+    where = {} if rows is None or cols is None else {"x": cols, "y": rows}
     fig = go.Figure()
     if show_mask:
         fig.add_heatmap(
@@ -306,6 +311,7 @@ def importance_heatmap(
             colorscale=[[0, "#E5E7EB"], [1, "#E5E7EB"]],
             showscale=False,
             hoverinfo="skip",
+            **where,
         )
     finite = values[np.isfinite(values)]
     fig.add_heatmap(
@@ -315,8 +321,9 @@ def importance_heatmap(
         zmax=float(np.quantile(finite, 0.995)) if finite.size and finite.max() > 0 else 1.0,
         colorbar=dict(title="|w·∂L/∂w|", thickness=12),
         customdata=kept,
-        hovertemplate="row %{y}, col %{x}<br>|w·∂L/∂w| %{z:.3g}<br>kept %{customdata:.0%}"
-        "<extra></extra>",
+        hovertemplate=f"{row_label} %{{y:.4~g}}, {col_label} %{{x:.4~g}}"
+        "<br>|w·∂L/∂w| %{z:.3g}<br>kept %{customdata:.0%}<extra></extra>",
+        **where,
     )
     fig.update_yaxes(autorange="reversed", title_text=row_label, showgrid=False)
     fig.update_xaxes(title_text=col_label)

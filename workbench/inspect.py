@@ -59,6 +59,21 @@ class WeightMap:
     row_label: str
     col_label: str
     pooled: tuple[int, int]  # how many weights each cell averages, per axis
+    #: Where each cell's row / column sits, in the axis' own units (output neuron or filter,
+    #: input feature or channel): the centre of the units it covers, so axes count those units,
+    #: not cells.
+    rows: np.ndarray | None = None
+    cols: np.ndarray | None = None
+
+
+def _centres(length: int, pool: int, per_unit: int) -> np.ndarray:
+    """Centre of each pooled cell on an axis of `length` grid lines, `per_unit` lines per unit.
+
+    A unit (a filter whose kernel has `per_unit` rows, say) spans [u − 0.5, u + 0.5].
+    """
+    starts = np.arange(0, length, pool)
+    stops = np.minimum(starts + pool, length)
+    return (starts + stops) / 2 / per_unit - 0.5
 
 
 def weight_map(
@@ -67,6 +82,7 @@ def weight_map(
     """Linear: the (out, in) matrix. Conv: a grid of kernels, one row of kernels per filter."""
     w = weight.detach().float().cpu()
     k = torch.ones_like(w) if keep is None else keep.detach().float().cpu()
+    per_row = per_col = 1  # grid lines per unit of each axis
     if w.dim() == 2:
         grid_w, grid_k = w, k
         row_label, col_label = "output neuron", "input feature"
@@ -74,13 +90,23 @@ def weight_map(
         out, cin, kh, kw = w.shape
         grid_w = w.permute(0, 2, 1, 3).reshape(out * kh, cin * kw)
         grid_k = k.permute(0, 2, 1, 3).reshape(out * kh, cin * kw)
-        row_label, col_label = "output filter (kernel rows)", "input channel (kernel columns)"
-    else:  # Conv1d (out, in, k) and Conv3d: kernels laid along the columns
+        row_label, col_label = "output filter", "input channel"
+        per_row, per_col = kh, kw
+    else:  # Conv1d (out, in, k) and Conv3d: each input channel's kernel along the columns
         grid_w, grid_k = w.reshape(w.shape[0], -1), k.reshape(k.shape[0], -1)
-        row_label, col_label = "output filter", "input channel × kernel"
+        row_label, col_label = "output filter", "input channel"
+        per_col = grid_w.shape[1] // max(1, w.shape[1])
     rows, cols = grid_w.shape
     pool = (max(1, -(-rows // max_rows)), max(1, -(-cols // max_cols)))
     if pool != (1, 1):
         grid_w = F.avg_pool2d(grid_w[None, None], pool, ceil_mode=True)[0, 0]
         grid_k = F.avg_pool2d(grid_k[None, None], pool, ceil_mode=True)[0, 0]
-    return WeightMap(grid_w.numpy(), grid_k.numpy(), row_label, col_label, pool)
+    return WeightMap(
+        grid_w.numpy(),
+        grid_k.numpy(),
+        row_label,
+        col_label,
+        pool,
+        _centres(rows, pool[0], per_row),
+        _centres(cols, pool[1], per_col),
+    )
