@@ -190,7 +190,8 @@ class Workbench:
     def unit_scores(
         self, layer: str, method: str = "l1", granularity: str = "unstructured", seed: int = 0
     ) -> torch.Tensor:
-        """The criterion's score of each unit of a layer (weights for unstructured)."""
+        """The criterion's score of each unit of a layer, float64: one per weight, or per
+        channel the ℓp norm of its weights' scores (`Criterion.norm`), as ln_structured."""
         with self._lock:
             return self._builder.unit_scores(self._builder.layers[layer], method, granularity, seed)
 
