@@ -34,6 +34,7 @@ from torch import nn
 
 from workbench.io.safety import (
     DEFAULT_LIMITS,
+    EXPORT_ADVICE,
     ArchitectureError,
     FormatError,
     Limits,
@@ -516,6 +517,7 @@ def _check_export_archive(archive: SafeZip) -> None:
             Source(name=name, size=len(data), data=data),
             trust=False,
             what=f"{name!r} in {archive.source.name!r}",
+            advice=EXPORT_ADVICE,
         )
 
 

@@ -394,8 +394,11 @@ def _pickle_in(data: bytes) -> bytes | None:
 
 
 MODEL_ADVICE = (
-    "Re-save only the weights (a state dict, or safetensors), or load it with "
-    "trust_pickle=True (the app's 'I trust this file') if you trust where it came from."
+    "Re-save only the weights (a state dict, or safetensors). A file you made yourself can be "
+    "loaded from a path on your machine with trust_pickle=True (never an upload)."
+)
+EXPORT_ADVICE = (
+    "torch.export.save writes tensors only: save the program again from the original model."
 )
 
 
