@@ -175,3 +175,12 @@ def test_clamp_metric(metric, low, high) -> None:
     assert clamp_metric(metric, -1.17) == max(-1.17, low)
     assert clamp_metric(metric, 3.5) == min(3.5, high)
     assert clamp_metric(metric, 0.25) == 0.25
+
+
+def test_channel_proposals_leave_the_output_layer_alone() -> None:
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val)
+    scan = bench.sensitivity(levels=[0, 0.25, 0.5, 0.75], granularity="channel")
+    for proposal in wb.solve_budget(bench, scan, wb.Budget(target=0.5, kind="sparsity")):
+        assert proposal.plan.sparsity.get("classifier.3", 0.0) == 0.0, proposal.plan.sparsity
+        assert all(v < 1.0 for v in proposal.plan.sparsity.values())

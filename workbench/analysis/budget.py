@@ -479,6 +479,12 @@ class _Solver:
         self.curves = _curves(scan, self.metric, bench.dense_metrics[self.metric], self.layers)
         self.dense = bench.dense_metrics[self.metric]
         self.locked = dict(budget.locked)
+        if granularity == "channel":
+            # An output layer keeps its channels (they are the model's outputs): the engine
+            # leaves it dense under a channel plan, so no budget can be spent on it.
+            table = bench.layers
+            for name in table.loc[~table["channel_prunable"], "name"]:
+                self.locked[name] = 0.0
         self.free = [n for n in self.layers if n not in self.locked]
         self.low = {n: budget.min_sparsity.get(n, 0.0) for n in self.free}
         self.high = {n: budget.max_sparsity.get(n, 1.0) for n in self.free}
