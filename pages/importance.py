@@ -438,8 +438,8 @@ def layer_section() -> None:
 
     st.subheader("Weight-level importance")
     st.caption(
-        "|w·∂L/∂w|, summed over the batches of the same samples: how much the loss would change "
-        "if each weight were removed (first-order Taylor), beside the weights themselves. "
+        "|w·∂L/∂w|, L the mean loss over the same samples: how much the loss would change if "
+        "each weight were removed (first-order Taylor), beside the weights themselves. "
         "Grey: weights the plan removes."
     )
     try:

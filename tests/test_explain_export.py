@@ -92,9 +92,7 @@ def test_attribution_criteria_score_an_exported_program(program, reference, meth
 def test_weight_importance_and_overlap_run_on_the_program(program, reference) -> None:
     ours = ex.weight_importance(program, "classifier.1", samples=None)
     theirs = ex.weight_importance(reference, "classifier.1", samples=None)
-    if program.batch_size == reference.batch_size:  # a sum over batches: same batches only
-        close(ours, theirs)
-    assert ours.shape == theirs.shape and bool(ours.isfinite().all())
+    close(ours, theirs)  # the mean loss's gradient: batches of 2 or 512 alike
     overlap = ex.criterion_overlap(program, "features.2", 0.5, "gradient_x_activation", "l1")
     assert 0 <= overlap.jaccard <= 1
 

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from workbench.evaluate.statistics import TaylorSum, summed_loss
 from workbench.evaluate.workbench import _private_copy
 from workbench.explain._common import (
     ExplainError,
@@ -607,8 +607,9 @@ def iter_weight_importance(
     plan: PruningPlan | None = None,
     samples: int | Sequence[int] | None = None,
 ) -> Iterator[Progress[dict[str, torch.Tensor]]]:
-    """Σ over batches of |w · ∂L/∂w| for every prunable weight of the model state (the taylor
-    criterion's statistic, on the pruned model when a plan is given); {layer: weight-shaped}."""
+    """|w · ∂L/∂w|, L the mean loss over the samples, for every prunable weight of the model
+    state: the taylor criterion's statistic (`TaylorSum`, so the batch size cannot change it),
+    on the pruned model when a plan is given; {layer: weight-shaped, float64 on the CPU}."""
     chosen = subset_indices(samples, n_samples(bench))
     state = plan_key(plan)
     key = (state, chosen)
@@ -623,7 +624,7 @@ def iter_weight_importance(
     if missing:
         raise ExplainError(f"weight {missing[0]!r} is not a parameter of the model")
     batches = _batches(bench, chosen, labels=True)
-    totals = {layer.name: torch.zeros(layer.shape, dtype=torch.float64) for layer in layers}
+    taylor = TaylorSum({layer.weight_name: named[layer.weight_name] for layer in layers})
     with copy.lock:  # functional_call swaps the copy's parameters while it runs
         for i, (inputs, targets) in enumerate(batches):
             params = {
@@ -634,13 +635,13 @@ def iter_weight_importance(
                 outputs = functional_call(
                     copy.forward, {f"model.{k}": v for k, v in params.items()}, (inputs,)
                 )
-                loss = _loss(outputs, targets, bench.task)
+                loss = summed_loss(outputs, targets, bench.task)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-            for layer, weight, grad in zip(layers, params.values(), grads, strict=True):
-                if grad is not None:
-                    totals[layer.name] += (weight.detach() * grad).abs().double().cpu()
+            taylor.add(grads, len(inputs))
             if i + 1 < len(batches):
                 yield Progress(i + 1, len(batches), f"batch {i + 1} of {len(batches)}")
+    scores = taylor.scores()
+    totals = {layer.name: scores[layer.weight_name].double().cpu() for layer in layers}
     store(bench, "weight_importance", key, totals, CACHE_SIZE)
     yield Progress(len(batches), len(batches), "done", totals)
 
@@ -651,19 +652,12 @@ def weight_importance(
     plan: PruningPlan | None = None,
     samples: int | Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """|w · ∂L/∂w| summed over the batches, shaped like the layer's weight (float64, CPU)."""
+    """|w · ∂L/∂w| (L the mean loss over the samples), shaped like the weight (float64, CPU)."""
     if layer not in bench.layer_names:
         raise ExplainError(
             f"unknown layer {layer!r}; prunable layers are: {', '.join(bench.layer_names)}"
         )
     return run_to_end(iter_weight_importance(bench, plan, samples))[layer]
-
-
-def _loss(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
-    # As the taylor criterion's statistics: summed over the batch.
-    if task == "classification":
-        return F.cross_entropy(outputs, targets, reduction="sum")
-    return F.mse_loss(outputs.reshape(targets.shape), targets, reduction="sum")
 
 
 # ---- for the attribution criteria (the engine's statistics) -----------------------------------
