@@ -152,7 +152,9 @@ def test_whole_layers_when_allowed_and_predictions_clamped(benches, scans) -> No
     assert whole  # the global ranking's cut takes some layers whole when it may
     assert all(0.0 <= p.predicted <= 1.0 for p in proposals)  # the summed drops exceed 100 %
     with pytest.raises(BudgetError, match="removes it whole"):
-        solve_budget(bench, frame, target=0.5, min_sparsity={"classifier.3": 1.0})
+        solve_budget(bench, frame, target=0.5, min_sparsity={"classifier.1": 1.0})
+    with pytest.raises(BudgetError, match="is an output layer"):
+        solve_budget(bench, frame, target=0.5, min_sparsity={"classifier.3": 0.5})
     with pytest.raises(BudgetError, match="whole_layers"):
         Budget(target=0.5, whole_layers="yes")
 

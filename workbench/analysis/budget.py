@@ -484,6 +484,11 @@ class _Solver:
             # leaves it dense under a channel plan, so no budget can be spent on it.
             table = bench.layers
             for name in table.loc[~table["channel_prunable"], "name"]:
+                if budget.min_sparsity.get(name, 0.0) > 0 or budget.locked.get(name, 0.0) > 0:
+                    raise BudgetError(
+                        f"layer {name!r} is an output layer: its channels are the model's "
+                        "outputs, so a channel plan cannot remove any"
+                    )
                 self.locked[name] = 0.0
         self.free = [n for n in self.layers if n not in self.locked]
         self.low = {n: budget.min_sparsity.get(n, 0.0) for n in self.free}
