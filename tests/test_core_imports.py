@@ -50,3 +50,21 @@ def test_every_public_name_exists() -> None:
     for name in ("Workbench", "PruningPlan", "PlanError", "load_demo", "CRITERIA", "GRANULARITIES"):
         assert name in wb.__all__
     assert issubclass(wb.PlanError, ValueError)
+
+
+def test_every_error_the_core_raises_on_purpose_has_one_root() -> None:
+    import inspect
+
+    import workbench as wb
+    import workbench.analysis
+    import workbench.explain
+    import workbench.io
+
+    errors = {
+        obj
+        for module in (wb, workbench.analysis, workbench.explain, workbench.io)
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__.startswith("workbench")
+    }
+    assert len(errors) >= 8
+    assert all(issubclass(e, wb.WorkbenchError) for e in errors), sorted(e.__name__ for e in errors)

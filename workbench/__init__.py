@@ -17,6 +17,7 @@ from workbench.analysis import (
     scan_iter,
     solve_budget,
 )
+from workbench.errors import WorkbenchError
 from workbench.evaluate import Report, Workbench
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
 from workbench.explain import ATTRIBUTION_METHODS, LAYER_METHODS, Attribution, ExplainError
@@ -60,6 +61,7 @@ __all__ = [
     "PruningPlan",
     "Report",
     "Workbench",
+    "WorkbenchError",
     "find_prunable_layers",
     "list_demos",
     "load_data",

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.analysis.sensitivity import primary_metric
+from workbench.errors import WorkbenchError
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, clamp_metric, compute_metrics
 from workbench.evaluate.report import Report
 from workbench.evaluate.workbench import Workbench
@@ -89,7 +90,7 @@ _EPS = 1e-9
 REFINE_STEPS = 12
 
 
-class BudgetError(ValueError):
+class BudgetError(WorkbenchError):
     """A budget that cannot be solved: unknown layer, bounds that contradict, no target..."""
 
 

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from workbench.errors import WorkbenchError
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC, compute_metrics
 from workbench.evaluate.workbench import Workbench
 from workbench.pruning.criteria import CRITERIA
@@ -68,7 +69,7 @@ CACHE_SIZE = 16
 SUBSET_BENCHES = 2
 
 
-class ScanError(ValueError):
+class ScanError(WorkbenchError):
     """Scan settings that cannot be run: a level outside [0, 1], a subset larger than the data..."""
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import torch
 from torch import nn
 
+from workbench.errors import WorkbenchError
 from workbench.evaluate.workbench import _as_tensor
 from workbench.pruning.plan import PruningPlan
 
@@ -30,7 +31,7 @@ T = TypeVar("T")
 MODEL_COPIES = 4
 
 
-class ExplainError(ValueError):
+class ExplainError(WorkbenchError):
     """A request the explain package cannot serve: unknown method, bad option, no module..."""
 
 

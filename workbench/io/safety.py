@@ -25,10 +25,12 @@ from typing import IO, Any
 
 import torch
 
+from workbench.errors import WorkbenchError
+
 MB = 1 << 20
 
 
-class LoadError(ValueError):
+class LoadError(WorkbenchError):
     """A model or data file could not be loaded."""
 
 

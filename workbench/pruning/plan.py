@@ -10,11 +10,13 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
+from workbench.errors import WorkbenchError
+
 Scope = Literal["layer", "global"]
 SCOPES: tuple[str, ...] = ("layer", "global")
 
 
-class PlanError(ValueError):
+class PlanError(WorkbenchError):
     """A plan that cannot be applied: unknown layer, sparsity out of range, unknown method..."""
 
 
