@@ -163,14 +163,20 @@ def refs(demos: dict[str, wb.Demo]) -> dict[str, wb.Workbench]:
         return {name: wb.Workbench(d.model, d.val) for name, d in demos.items()}
 
 
-def assert_same(bench: wb.Workbench, ref: wb.Workbench, plans=PLANS) -> None:
+def assert_same(bench: wb.Workbench, ref: wb.Workbench, plans=PLANS, whole=False) -> None:
+    """Same numbers. `whole`: a model the engine runs whole (TorchScript) cannot show which later
+    layers read a removed channel, so a channel plan's sizes are an upper bound, and it says so."""
     assert bench.layer_names == ref.layer_names
     assert bench.dense_metrics == ref.dense_metrics
     assert bench.dense_size == ref.dense_size
     for plan in plans:
         report, expected = bench.evaluate(plan), ref.evaluate(plan)
         assert report.metrics == expected.metrics, plan
-        assert report.size == expected.size, plan
+        if whole and plan.granularity == "channel" and plan.sparsity:
+            assert any("runs as a whole" in note for note in report.notes), plan
+            assert report.size["nonzero_params"] >= expected.size["nonzero_params"], plan
+        else:
+            assert report.size == expected.size, plan
         masks, expected_masks = bench.masks(plan), ref.masks(plan)
         assert all(torch.equal(masks[k], expected_masks[k]) for k in expected_masks), plan
 
@@ -197,7 +203,7 @@ def test_every_model_format_gives_the_demo_numbers(files, refs, name, fmt, archi
     data = wio.load_data(files["val.npz"])
     with one_thread():
         bench = wio.run_build(loaded, data).bench
-        assert_same(bench, refs["digits-cnn"])
+        assert_same(bench, refs["digits-cnn"], whole=fmt == "torchscript")
     if name == "digits_state.pth":
         assert any("'state_dict' entry" in n for n in loaded.notes)
         assert any("prefix 'module.'" in n for n in loaded.notes)
@@ -456,7 +462,7 @@ def test_cli_evaluates_a_plan_on_a_csv_exactly(cli, refs, files) -> None:
     with one_thread():
         report = refs["tabular-mlp"].evaluate(plan)
     assert out["metrics"] == report.metrics and out["size"] == report.size
-    assert "[3/3] Ready." in run.stderr
+    assert "error" not in run.stderr  # progress is drawn on a terminal only, not in a log
 
 
 def test_cli_weights_with_architecture_on_images(cli, demos, files) -> None:

@@ -201,6 +201,8 @@ class Workbench:
             specs = self._builder.resolve(plan)
             key = tuple(sorted(specs.items()))
             notes = list(self._builder.skipped(plan).values())
+            if plan.granularity == "channel" and specs and _graph(self._runner) is None:
+                notes.append(WHOLE_MODEL_CHANNEL_NOTE)
             cached = self._reports.get(key)
             if cached is not None:
                 self._reports.move_to_end(key)
@@ -575,6 +577,13 @@ class Workbench:
                 }
             )
         return pd.DataFrame(rows)
+
+
+# Without a graph the engine cannot see which later layers read a channel (issue: TorchScript).
+WHOLE_MODEL_CHANNEL_NOTE = (
+    "this model runs as a whole (no graph to follow), so the input columns of later layers that "
+    "read a removed channel are not counted as removed: sizes and FLOPs are an upper bound"
+)
 
 
 def _fresh_copy(report: Report, plan: PruningPlan, notes: list[str]) -> Report:
