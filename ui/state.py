@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -162,6 +162,14 @@ def set_plan(new: PruningPlan, touched: str | None = None) -> None:
 def touched_layer() -> str | None:
     _init()
     return st.session_state[_TOUCHED].get(demo())
+
+
+def start_layer(layers: Sequence[str], plan: PruningPlan) -> str:
+    """The layer a layer picker starts on: the one last moved, else the first the plan prunes."""
+    touched = touched_layer()
+    if touched in layers:
+        return touched
+    return next((n for n in layers if plan.sparsity.get(n, 0) > 0), layers[0])
 
 
 def locks() -> set[str]:
