@@ -1,0 +1,137 @@
+"""The scan's settings, and running it: each layer pruned alone to each level."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui.guard import guard
+from ui.sensitivity import Context, key
+from workbench import CRITERIA, GRANULARITIES
+from workbench.analysis import (
+    DEFAULT_LEVELS,
+    ScanSettings,
+    cached_scan,
+    parse_levels,
+    scan_iter,
+)
+
+BIG_SCAN_FLOPS = 1e12  # above this, suggest a subset first (minutes on a laptop CPU)
+DEFAULT_TEXT = ", ".join(f"{level * 100:g}" for level in DEFAULT_LEVELS)
+
+
+def controls(ctx: Context) -> ScanSettings | None:
+    bench, n_samples = ctx.bench, ctx.n_samples
+    top = st.columns([1.2, 1.3, 2.2, 0.9, 0.9], vertical_alignment="bottom")
+    method = top[0].selectbox(
+        "Criterion",
+        list(CRITERIA),
+        key=key("method"),
+        format_func=lambda m: CRITERIA[m].label,
+        help="How each layer chooses which weights to remove first.",
+    )
+    granularity = top[1].selectbox(
+        "Granularity",
+        list(GRANULARITIES),
+        key=key("granularity"),
+        format_func=lambda g: GRANULARITIES[g].label,
+    )
+    text = top[2].text_input(
+        "Levels (% of each layer removed)",
+        value=DEFAULT_TEXT,
+        key=key("levels"),
+        help="Comma-separated percentages. Each layer is pruned alone to each of them.",
+    )
+    subset = top[3].number_input(
+        "Samples",
+        min_value=0,
+        max_value=n_samples,
+        value=0,
+        step=max(1, n_samples // 10),
+        key=key("subset"),
+        help=f"0 = the whole validation set ({n_samples:,} samples). Fewer samples scan faster "
+        "(a fixed, seeded random subset): use bootstrap to see how uncertain that makes it.",
+    )
+    bootstrap = top[4].number_input(
+        "Bootstrap",
+        min_value=0,
+        max_value=2000,
+        value=0,
+        step=100,
+        key=key("bootstrap"),
+        help="Resamples for 95 % confidence intervals (0 = none). Costs almost nothing extra.",
+    )
+    with guard("Cannot scan with these settings"):
+        levels = parse_levels(text, percent=True)
+        return ScanSettings.of(
+            bench, levels, method, granularity, int(subset) or None, int(bootstrap)
+        )
+    return None
+
+
+def run_scan(ctx: Context, settings: ScanSettings) -> pd.DataFrame | None:
+    """The cached scan, or a "Run scan" button; a Stop button interrupts a running scan."""
+    bench, n_samples = ctx.bench, ctx.n_samples
+    frame = cached_scan(bench, **_options(settings))
+    points = len(bench.layer_names) * len(settings.levels)
+    left, right, info = st.columns([0.7, 0.5, 3], vertical_alignment="center")
+    run = left.button(
+        "Run scan",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=frame is not None,
+        key=key("run"),
+    )
+    # Clicking Stop reruns the page: the scan in flight is abandoned and nothing is cached.
+    right.button(
+        "Stop", icon=":material/stop:", disabled=not run, key=key("stop"), on_click=_on_stop
+    )
+    if frame is not None:
+        info.caption(
+            f"Scan ready: {points} single-layer evaluations ({len(bench.layer_names)} layers × "
+            f"{len(settings.levels)} levels)."
+        )
+        return frame
+    samples = settings.subset or n_samples
+    big = bench.dense_size["flops_dense"] * samples * points > BIG_SCAN_FLOPS
+    info.caption(
+        f"{points} single-layer evaluations ({len(bench.layer_names)} layers × "
+        f"{len(settings.levels)} levels). Each resumes from the layer's cached input, so it "
+        "costs only the part of the network after that layer."
+        + (
+            " This is a big model: scanning a few hundred samples first (with bootstrap "
+            "intervals) takes a fraction of the time."
+            if big
+            else ""
+        )
+    )
+    if not run:
+        return None
+    bar = st.progress(0.0, text="Starting the scan…")
+    for event in scan_iter(bench, **_options(settings)):
+        if not isinstance(event, pd.DataFrame):
+            bar.progress(
+                event.fraction,
+                text=f"{event.done} / {event.total} · {event.layer} at {event.level:.0%}",
+            )
+    # Done and cached: draw the page again, now from the cache (buttons in their idle state).
+    st.rerun()
+
+
+def _on_stop() -> None:
+    st.toast(
+        "Scan stopped; nothing was kept. Run it again when you are ready.",
+        icon=":material/stop_circle:",
+    )
+
+
+def _options(settings: ScanSettings) -> dict:
+    return {
+        "levels": settings.levels,
+        "method": settings.method,
+        "granularity": settings.granularity,
+        "subset": settings.subset,
+        "bootstrap": settings.bootstrap,
+        "seed": settings.seed,
+        "confidence": settings.confidence,
+    }
