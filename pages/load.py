@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui import staging, state, uploads
 from ui.text import plain
+from workbench import plots
 from workbench.io import (
     DATA_FORMATS,
     NORMALISATIONS,
@@ -227,7 +228,7 @@ if staged.data is not None:
             facts.append(f"{len(info.feature_names)} features: {', '.join(info.feature_names[:8])}"
                          + (" …" if len(info.feature_names) > 8 else ""))  # fmt: skip
         st.markdown("\n".join(f"- {plain(line)}" for line in [*facts, *info.notes]))
-    figure = uploads.preview_figure(staged.data)
+    figure = plots.preview_figure(staged.data)
     if figure is not None:
         st.markdown("**Preview**, as the model will see them (normalisation undone for display)")
         st.plotly_chart(figure, width="stretch", config={"displayModeBar": False})

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from ui import charts, loaders, state, widgets
+from ui import loaders, state, widgets
 from ui.text import plain
-from workbench import CRITERIA, GRANULARITIES, SCOPES, PruningPlan, Report
+from workbench import CRITERIA, GRANULARITIES, SCOPES, PruningPlan, Report, plots
 from workbench.inspect import magnitude_cut, weight_histogram
 
 state.route_through_app("pages/prune.py")
@@ -275,7 +275,7 @@ def _results(plan: PruningPlan, report: Report) -> None:
         mask = bench.masks(plan).get(touched)
         cut = magnitude_cut(weight, mask)
         st.plotly_chart(
-            charts.histogram(weight_histogram(weight, mask), cut, title=touched),
+            plots.histogram(weight_histogram(weight, mask), cut, title=touched),
             width="stretch",
             config={"displayModeBar": False},
         )
@@ -286,10 +286,10 @@ def _results(plan: PruningPlan, report: Report) -> None:
         else:
             a, b = st.columns(2)
             a.plotly_chart(
-                charts.per_class(per_class), width="stretch", config={"displayModeBar": False}
+                plots.per_class(per_class), width="stretch", config={"displayModeBar": False}
             )
             b.plotly_chart(
-                charts.confusion_change(
+                plots.confusion_change(
                     report.confusion - report.dense_confusion, list(per_class["class"])
                 ),
                 width="stretch",
@@ -297,7 +297,7 @@ def _results(plan: PruningPlan, report: Report) -> None:
             )
     else:
         st.plotly_chart(
-            charts.layer_bars(report.layers), width="stretch", config={"displayModeBar": False}
+            plots.layer_bars(report.layers), width="stretch", config={"displayModeBar": False}
         )
 
 

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ui import charts, loaders, state
+from ui import loaders, state
+from workbench import plots
 from workbench.inspect import magnitude_cut, weight_histogram, weight_map
 
 state.route_through_app("pages/weights.py")
@@ -19,9 +20,7 @@ st.caption(
 )
 
 controls = st.columns([2, 1, 1], vertical_alignment="bottom")
-# Start on the layer the user last moved, else the first one the plan prunes.
-pruned = [name for name in bench.layer_names if plan.sparsity.get(name, 0) > 0]
-start = state.touched_layer() or (pruned[0] if pruned else bench.layer_names[0])
+start = state.start_layer(bench.layer_names, plan)
 layer = controls[0].selectbox("Layer", bench.layer_names, index=bench.layer_names.index(start))
 log = controls[1].toggle("Log count axis", value=False)
 show_mask = controls[2].toggle("Show mask on the map", value=True)
@@ -38,7 +37,7 @@ st.markdown(
 detail, heat = st.columns(2, gap="large")
 with detail:
     st.plotly_chart(
-        charts.histogram(
+        plots.histogram(
             weight_histogram(weight, keep),
             magnitude_cut(weight, keep),
             log=log,
@@ -57,7 +56,7 @@ with heat:
     )
     st.markdown(f"**{title}**")
     st.plotly_chart(
-        charts.weight_heatmap(
+        plots.weight_heatmap(
             picture.values,
             picture.kept,
             picture.row_label,
@@ -77,5 +76,5 @@ for name in bench.layer_names:
     w, k = bench.dense_weight(name), masks.get(name)
     panels.append((name, weight_histogram(w, k, bins=40), magnitude_cut(w, k)))
 st.plotly_chart(
-    charts.histogram_grid(panels, log=log), width="stretch", config={"displayModeBar": False}
+    plots.histogram_grid(panels, log=log), width="stretch", config={"displayModeBar": False}
 )

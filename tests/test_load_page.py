@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 import workbench as wb
 import workbench.io as wio
+import workbench.plots as wb_plots
 from ui import uploads
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -268,7 +269,7 @@ def test_image_preview_figure(tmp_path) -> None:
             class_names=tuple(str(i) for i in range(10)),
         ),
     )  # fmt: skip
-    figure = uploads.preview_figure(data, n=4)
+    figure = wb_plots.preview_figure(data, n=4)
     assert len(figure.data) == 4 and figure.data[0].type == "image"
     titles = [a.text for a in figure.layout.annotations]
     assert titles == [str(c) for c in sorted(set(y[:6].tolist()))[:4]]  # one per class first

@@ -7,30 +7,13 @@ import streamlit as st
 from ui import loaders, state
 from ui.text import plain
 from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Report
+from workbench.evaluate.metrics import METRICS
+from workbench.plots._format import format_delta, format_metric
 
-METRIC_LABELS = {
-    "accuracy": "Accuracy",
-    "top5_accuracy": "Top-5 accuracy",
-    "loss": "Loss",
-    "agreement": "Agreement with dense",
-    "r2": "R²",
-    "mse": "MSE",
-    "mae": "MAE",
-    "agreement_rmse": "RMS diff. to dense",
-}
-_PERCENT = {"accuracy", "top5_accuracy", "agreement"}
-
-
-def fmt_metric(name: str, value: float) -> str:
-    if name in _PERCENT:
-        return f"{value:.2%}"
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
-
-
-def fmt_delta(name: str, value: float) -> str:
-    if name in _PERCENT:
-        return f"{value * 100:+.2f} pp"
-    return f"{value:+.4f}" if abs(value) < 100 else f"{value:+,.1f}"
+#: Each metric's label, from the core's metric registry.
+METRIC_LABELS = {name: metric.label for name, metric in METRICS.items()}
+fmt_metric = format_metric
+fmt_delta = format_delta
 
 
 def fmt_bytes(n: float) -> str:

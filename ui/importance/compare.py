@@ -9,11 +9,10 @@ import pandas as pd
 import streamlit as st
 
 import workbench.explain as ex
-from ui import importance_charts as ic
 from ui import state, widgets
 from ui.guard import guard
 from ui.importance import NO_BAR, Context
-from workbench import CRITERIA, GRANULARITIES, HIGHER_IS_BETTER
+from workbench import CRITERIA, GRANULARITIES, HIGHER_IS_BETTER, plots
 
 
 @st.cache_data(show_spinner="Pruning the layer at every sparsity…", max_entries=32)
@@ -89,7 +88,7 @@ def render(ctx: Context) -> None:
     if granularity == "channel":
         channels = next(p.channels for p in bench.prunable_layers if p.name == layer)
         st.plotly_chart(
-            ic.removal_strip(
+            plots.removal_strip(
                 channels,
                 overlap.removed,
                 overlap.baseline_removed,
@@ -103,7 +102,7 @@ def render(ctx: Context) -> None:
     if outcome.failed:
         return
     st.plotly_chart(
-        ic.overlap_curve(curve, CRITERIA[method].label, "L1 magnitude"),
+        plots.overlap_curve(curve, CRITERIA[method].label, "L1 magnitude"),
         width="stretch",
         config=NO_BAR,
     )

@@ -9,11 +9,11 @@ import pandas as pd
 import streamlit as st
 
 import workbench.explain as ex
-from ui import charts, state
-from ui import importance_charts as ic
+from ui import state
 from ui.guard import guard
 from ui.importance import NO_BAR, Context
 from ui.progress import show
+from workbench import plots
 from workbench.inspect import weight_map
 
 #: Layer importance starts on a subset this large; the user can raise it to the whole set.
@@ -112,7 +112,7 @@ def _channels(cost: pd.DataFrame, marked: pd.DataFrame, layer: str, label: str) 
         + f" ({row['weights_kept']:.0%} of the layer's weights kept)."
     )
     st.plotly_chart(
-        ic.channel_bars(marked[marked["layer"] == layer], title=f"{layer} · {label}"),
+        plots.channel_bars(marked[marked["layer"] == layer], title=f"{layer} · {label}"),
         width="stretch",
         config=NO_BAR,
     )
@@ -137,7 +137,7 @@ def _channels(cost: pd.DataFrame, marked: pd.DataFrame, layer: str, label: str) 
                 "weights_kept": st.column_config.NumberColumn("Weights kept", format="percent"),
             },
         )
-        st.plotly_chart(ic.channel_grid(marked), width="stretch", config=NO_BAR)
+        st.plotly_chart(plots.channel_grid(marked), width="stretch", config=NO_BAR)
 
 
 def _weights(ctx: Context, layer: str, model_plan: Any, samples: int) -> None:
@@ -163,7 +163,7 @@ def _weights(ctx: Context, layer: str, model_plan: Any, samples: int) -> None:
     a, b = st.columns(2, gap="large")
     a.markdown("**Weights**")
     a.plotly_chart(
-        charts.weight_heatmap(
+        plots.weight_heatmap(
             weights.values,
             weights.kept,
             weights.row_label,
@@ -177,7 +177,7 @@ def _weights(ctx: Context, layer: str, model_plan: Any, samples: int) -> None:
     )
     b.markdown("**Importance |w·∂L/∂w|**")
     b.plotly_chart(
-        ic.importance_heatmap(
+        plots.importance_heatmap(
             scores.values,
             scores.kept,
             scores.row_label,

@@ -8,12 +8,12 @@ import pandas as pd
 import streamlit as st
 
 import workbench.explain as ex
-from ui import importance_charts as ic
 from ui import state
 from ui.guard import guard
 from ui.importance import NO_BAR, Context
 from ui.importance.samples import DEFAULT_SAMPLES, method_settings, pick_samples
 from ui.progress import show
+from workbench import plots
 
 #: The most samples the maps draw at once (the default shows four).
 MAX_SAMPLES = 64
@@ -156,7 +156,7 @@ def _draw(ctx: Context, spec: ex.AttributionMethod, dense: Any, pruned: Any, cou
     table = ex.compare(dense, pruned, ctx.class_names)
     dense_view, pruned_view = ex.map_view(dense), ex.map_view(pruned)
     if dense_view.kind == "image":
-        figure = ic.image_maps(
+        figure = plots.image_maps(
             dense_view.inputs,
             dense_view.values,
             pruned_view.values,
@@ -168,7 +168,7 @@ def _draw(ctx: Context, spec: ex.AttributionMethod, dense: Any, pruned: Any, cou
             "(outline: the input's shape)."
         )
     elif dense_view.kind == "signal":
-        figure = ic.signal_maps(
+        figure = plots.signal_maps(
             dense_view.inputs,
             dense_view.values,
             pruned_view.values,
@@ -179,7 +179,7 @@ def _draw(ctx: Context, spec: ex.AttributionMethod, dense: Any, pruned: Any, cou
             "pruned right."
         )
     else:
-        figure = ic.feature_bars(
+        figure = plots.feature_bars(
             dense_view.values,
             pruned_view.values,
             ctx.info.feature_names,

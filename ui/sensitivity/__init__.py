@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ui import state
-from ui.sensitivity_charts import is_percent
 from workbench import Workbench
+from workbench.plots import is_percent
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import sensitivity_charts as charts
 from ui import state, widgets
 from ui.guard import guard
 from ui.sensitivity import Context, key
+from workbench import plots
 from workbench.analysis import Budget
 
 KIND_LABELS = {
@@ -36,7 +36,7 @@ def form(ctx: Context, metric: str) -> Budget | None:
         key=key("kind"),
     )
     kind = kind or "sparsity"
-    percent = charts.is_percent(metric)
+    percent = plots.is_percent(metric)
     plan = state.plan()
     with st.form(key("budget")):
         top = st.columns([1.2, 1.2, 2.6], vertical_alignment="bottom")

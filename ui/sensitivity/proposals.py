@@ -5,11 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import sensitivity_charts as charts
 from ui import state, widgets
 from ui.guard import guard
 from ui.sensitivity import Context, drop_text, key
-from workbench import HIGHER_IS_BETTER, Workbench
+from workbench import HIGHER_IS_BETTER, Workbench, plots
 from workbench.analysis import Budget, Proposal, recommended, solve_budget
 
 DESCRIPTIONS = {
@@ -60,7 +59,7 @@ def proposals_view(ctx: Context, proposals: list[Proposal]) -> None:
         | {p.name: [p.sparsity[n] for n in bench.layer_names] for p in proposals}
     )
     st.plotly_chart(
-        charts.proposal_bars(sparsity), width="stretch", config={"displayModeBar": False}
+        plots.proposal_bars(sparsity), width="stretch", config={"displayModeBar": False}
     )
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import sensitivity_charts as charts
 from ui import widgets
 from ui.sensitivity import Context, drop_text, key
-from workbench import CRITERIA, GRANULARITIES
+from workbench import CRITERIA, GRANULARITIES, plots
 from workbench.analysis import ScanSettings, drop_table, tolerated_sparsity
 
 
@@ -61,7 +60,7 @@ def render(ctx: Context, frame: pd.DataFrame, settings: ScanSettings) -> str:
         )
         if picked:
             st.plotly_chart(
-                charts.curves(frame, metric, picked, frame.attrs["dense"][metric]),
+                plots.curves(frame, metric, picked, frame.attrs["dense"][metric]),
                 width="stretch",
                 config={"displayModeBar": False},
             )
@@ -73,7 +72,7 @@ def render(ctx: Context, frame: pd.DataFrame, settings: ScanSettings) -> str:
             "(red: worse than dense; blue: better, usually noise)."
         )
         st.plotly_chart(
-            charts.drop_heatmap(drops, metric, layers),
+            plots.drop_heatmap(drops, metric, layers),
             width="stretch",
             config={"displayModeBar": False},
         )
@@ -86,7 +85,7 @@ def render(ctx: Context, frame: pd.DataFrame, settings: ScanSettings) -> str:
 
 def ranking(ctx: Context, frame: pd.DataFrame, metric: str) -> None:
     bench = ctx.bench
-    percent = charts.is_percent(metric)
+    percent = plots.is_percent(metric)
     field, note = st.columns([1, 3], vertical_alignment="bottom")
     allowed = field.number_input(
         "Allowed drop" + (" (pp)" if percent else ""),
@@ -108,7 +107,7 @@ def ranking(ctx: Context, frame: pd.DataFrame, metric: str) -> None:
     shown = table.assign(drop=table["drop"] * scale, worst_drop=table["worst_drop"] * scale)
     left, right = st.columns([1.2, 1])
     left.plotly_chart(
-        charts.tolerance_bars(table, label), width="stretch", config={"displayModeBar": False}
+        plots.tolerance_bars(table, label), width="stretch", config={"displayModeBar": False}
     )
     right.dataframe(
         shown[["layer", "params", "tolerated", "drop", "worst_drop"]],

@@ -7,23 +7,18 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from ui.charts import ACCENT, DENSE, KEPT
-from ui.charts import style as _style
-from ui.widgets import METRIC_LABELS, fmt_metric
 from workbench.analysis import PROPOSALS
+from workbench.plots._format import format_metric as fmt_metric
+from workbench.plots._format import is_percent, metric_label
+from workbench.plots.common import ACCENT, DENSE, KEPT
+from workbench.plots.common import style as _style
 
 #: One colour per proposal, the same on every chart and card.
 PROPOSAL_COLORS = {"equal-drop": KEPT, "uniform": ACCENT, "global": "#10B981"}
 _PALETTE = qualitative.Plotly + qualitative.D3
 
 
-def is_percent(metric: str) -> bool:
-    """Whether the app shows this metric as a percentage (drops then read in points)."""
-    return fmt_metric(metric, 0.0).endswith("%")
-
-
-def _label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+_label = metric_label
 
 
 def curves(

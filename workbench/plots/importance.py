@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.charts import CUT, KEPT
-from ui.charts import style as _style
+from workbench.plots.common import CUT, KEPT
+from workbench.plots.common import style as _style
 
 #: Attribution colours: red pushes the explained output up, blue pushes it down.
 ATTRIBUTION_SCALE = "RdBu_r"
