@@ -10,7 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
-from workbench import Demo, ModelInfo, Workbench, list_demos, load_demo
+from ui.text import plain
+from workbench import Demo, ModelInfo, Workbench, WorkbenchError, list_demos, load_demo
 from workbench.models import demo_info
 
 
@@ -39,8 +40,12 @@ def bench(key: str) -> Workbench:
     uploads = state.uploads()
     if key in uploads:
         return uploads[key].bench
+    # MemoryError is no core error but a server too small for the model: say so, not a trace.
+    # Anything else (a TypeError, a torch RuntimeError) in preparing a demo is a bug: loud.
     try:
         return _demo_bench(key)
-    except (ValueError, TypeError, RuntimeError, MemoryError) as error:
-        st.error(f"The model {key!r} could not be prepared: {error}", icon=":material/error:")
+    except (WorkbenchError, MemoryError) as error:
+        st.error(
+            plain(f"The model {key!r} could not be prepared: {error}"), icon=":material/error:"
+        )
         st.stop()
