@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -25,7 +26,7 @@ from torch import nn
 
 import workbench as wb
 from workbench.io import Limits, load_data, load_model
-from workbench.io.safety import CodeRefused, LoadError, UnsafeFileError, code_free
+from workbench.io.safety import CodeRefused, LoadError, SizeLimitError, UnsafeFileError, code_free
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +80,9 @@ def clean(tmp_path_factory) -> dict[str, Path]:
     torch.jit.save(torch.jit.trace(demo.model, x[:4]), folder / "model.ts")
     columns = [f"f{i}" for i in range(x.shape[1])]
     lines = [",".join([*columns, "label"])]
-    lines += [",".join([*(repr(float(v)) for v in row), str(int(t))]) for row, t in zip(x, y, strict=True)]
+    lines += [
+        ",".join([*(repr(float(v)) for v in row), str(int(t))]) for row, t in zip(x, y, strict=True)
+    ]
     (folder / "val.csv").write_text("\n".join(lines) + "\n")
     return {"pt2": folder / "model.pt2", "ts": folder / "model.ts", "csv": folder / "val.csv"}
 
@@ -224,7 +227,11 @@ def test_hostile_files_never_run_code_and_fail_fast(clean, tmp_path) -> None:
     # A TorchScript model whose forward never ends.
     torch.jit.save(torch.jit.script(_Forever()), tmp_path / "forever.ts")
     np.savez(tmp_path / "x.npz", inputs=np.zeros((16, 4), np.float32), targets=np.arange(16) % 3)
-    cases["forward-for-ever"] = ("dry-run", tmp_path / "forever.ts", {"data": str(tmp_path / "x.npz")})
+    cases["forward-for-ever"] = (
+        "dry-run",
+        tmp_path / "forever.ts",
+        {"data": str(tmp_path / "x.npz")},
+    )
 
     run = run_limited(cases, tmp_path, memory=6 * GiB, dry_run_seconds=5.0)
     results = run["results"]
@@ -333,7 +340,142 @@ def test_the_cli_refuses_a_forward_that_never_ends(tmp_path) -> None:
     command = [sys.executable, "-m", "workbench", "layers"]
     command += ["--model", str(tmp_path / "forever.ts"), "--data", str(tmp_path / "x.npz")]
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "WORKBENCH_DRY_RUN_SECONDS": "3"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1 and "did not finish its first forward pass" in lines[0], lines
+
+
+# ---- found by a security review: code in names, side-effect operators, TorchScript at load ---------
+
+
+def _edit_program(archive: Path, out: Path, edit) -> Path:
+    member = _member(archive, "models/model.json")
+    with zipfile.ZipFile(archive) as src:
+        text = src.read(member).decode()
+    return _rewrite(archive, out, {member: edit(text).encode()}, {})
+
+
+def test_a_name_that_is_python_never_reaches_torch_fx_codegen(clean, tmp_path) -> None:
+    # torch.fx pastes placeholder names into `def forward(self, <name>)`: a name that is an
+    # assignment with a default runs when the graph is compiled, inside torch.export.load.
+    marker = tmp_path / "PWNED"
+    program = torch.export.load(clean["pt2"])
+    name = program.graph_signature.user_inputs[0]
+    payload = f"{name}=open({str(marker)!r}, 'w')"
+    evil = _edit_program(
+        clean["pt2"],
+        tmp_path / "name.pt2",
+        lambda t: t.replace(json.dumps(name), json.dumps(payload)),
+    )
+    with pytest.raises(UnsafeFileError, match="not a plain name"):
+        load_model(evil.read_bytes(), name="name.pt2")
+    assert not marker.exists()
+
+
+def _fake_from_file(filename, shared=None, size=0, *, dtype=None, layout=None, device=None,
+                    pin_memory=None):  # fmt: skip
+    return torch.empty(size, dtype=dtype)
+
+
+def test_side_effect_operators_are_refused(tmp_path) -> None:
+    class ReadsAFile(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            leak = torch.ops.aten.from_file.default("/etc/hostname", False, 4, dtype=torch.uint8)
+            return x[:, :1] * 0 + leak.float()[None, :]
+
+    with contextlib.suppress(RuntimeError):  # registered already, by an earlier run
+        torch.library.register_fake("aten::from_file")(_fake_from_file)
+    torch.export.save(torch.export.export(ReadsAFile(), (torch.randn(3, 4),)), tmp_path / "f.pt2")
+    with pytest.raises(UnsafeFileError, match="from_file"):
+        load_model(tmp_path / "f.pt2")
+
+
+def test_a_huge_power_in_a_symbolic_size_is_refused_before_sympy_computes_it(
+    clean, tmp_path
+) -> None:
+    member = _member(clean["pt2"], "models/model.json")
+    with zipfile.ZipFile(clean["pt2"]) as src:
+        symbol = re.search(r'"(Symbol\([^"]*\))"', src.read(member).decode()).group(1)
+    evil = _edit_program(
+        clean["pt2"],
+        tmp_path / "pow.pt2",
+        lambda t: t.replace(json.dumps(symbol), json.dumps(f"{symbol} + 0*10**10**9")),
+    )
+    with pytest.raises(UnsafeFileError, match="raises to a power"):
+        load_model(evil)
+
+
+class _WritesOnLoad(nn.Module):
+    """A scripted __setstate__ runs inside torch.jit.load: here it writes into a file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.sink = torch.zeros(1, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, bool]:
+        return (self.path, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, bool]) -> None:
+        self.path = state[0]
+        self.training = state[1]
+        written = torch.from_file(self.path, shared=True, size=4, dtype=torch.uint8)
+        written.copy_(torch.tensor([80, 87, 78, 68], dtype=torch.uint8))
+        self.sink = written
+
+
+def test_torchscript_that_runs_code_when_loaded_is_refused(tmp_path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"safe")
+    scripted = torch.jit.script(_WritesOnLoad(str(victim)))
+    torch.jit.save(scripted, tmp_path / "w.pt")
+    with pytest.raises(UnsafeFileError, match="__setstate__"):
+        load_model((tmp_path / "w.pt").read_bytes(), name="w.pt")
+    assert victim.read_bytes() == b"safe"
+
+
+def test_tensor_files_that_would_allocate_past_the_caps_are_refused(tmp_path) -> None:
+    buffer = io.BytesIO()
+    torch.save({"inputs": torch.zeros(4, 2)}, buffer, _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeFileError, match="legacy torch.save format"):
+        load_data(buffer.getvalue(), name="legacy.pt")
+    huge = torch.zeros(1).expand(1 << 20, 1 << 20)  # 2**40 elements on one stored float
+    torch.save({"inputs": huge}, tmp_path / "huge.pt")
+    with pytest.raises(SizeLimitError, match="elements in all"):
+        load_data(tmp_path / "huge.pt")
+
+
+class _SlowOnBigBatches(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = 0
+        while x.shape[0] > 8 and i >= 0:  # fine on the first 8 samples, never ends on more
+            i = i + 1
+        return self.fc(x)
+
+
+def test_the_dry_run_covers_a_whole_batch_not_just_the_first_samples(tmp_path) -> None:
+    from workbench.io import check
+
+    torch.jit.save(torch.jit.script(_SlowOnBigBatches()), tmp_path / "slow.ts")
+    np.savez(tmp_path / "x.npz", inputs=np.zeros((64, 4), np.float32), targets=np.arange(64) % 3)
+    report = check(load_model(tmp_path / "slow.ts"), load_data(tmp_path / "x.npz"),
+                   limits=Limits(dry_run_seconds=3))  # fmt: skip
+    assert not report.ok and "did not finish its first forward pass" in report.errors[0].message
+
+
+def test_code_free_also_guards_unpickler_classes() -> None:
+    with code_free(), pytest.raises(CodeRefused):
+        pickle.Unpickler(io.BytesIO(pickle.dumps([1]))).load()
+    assert pickle.Unpickler(io.BytesIO(pickle.dumps([1]))).load() == [1]

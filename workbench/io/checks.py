@@ -29,6 +29,7 @@ from workbench.models.info import ModelInfo
 from workbench.pruning.layers import PRUNABLE_MODULES, find_prunable_layers
 
 DRY_RUN_BATCH = 8
+WORKBENCH_BATCH = 512  # the batch size build_workbench gives the engine
 # Models whose dry run finished in a child process, with the batch shapes it ran.
 _SANDBOX_PASSED: weakref.WeakKeyDictionary[nn.Module, set] = weakref.WeakKeyDictionary()
 
@@ -137,7 +138,9 @@ def _run(
             )
         )
         return CheckReport(tuple(findings), None), None
-    output = _dry_run(model, inputs[:batch], findings, info, limits)
+    # The child runs a whole batch of the size the engine will use, not just the first few.
+    full = inputs[: info.fixed_batch if info and info.fixed_batch else WORKBENCH_BATCH]
+    output = _dry_run(model, inputs[:batch], findings, info, limits, full)
     if output is None:
         return CheckReport(tuple(findings), None), None
     n_outputs = 1 if output.dim() == 1 else output.shape[1]
@@ -146,7 +149,7 @@ def _run(
     if any(f.level == "error" for f in findings):
         return CheckReport(tuple(findings), task, n_outputs), None
 
-    batch_size = 512
+    batch_size = WORKBENCH_BATCH
     if info and info.fixed_batch:
         batch_size = info.fixed_batch
         keep = len(inputs) - len(inputs) % batch_size
@@ -286,6 +289,7 @@ def _dry_run(
     findings: list[Finding],
     info: LoadedModel | None,
     limits: Limits,
+    full: torch.Tensor,
 ) -> torch.Tensor | None:
     if any(f.level == "error" and f.check.startswith("input") for f in findings):
         return None
@@ -294,14 +298,14 @@ def _dry_run(
         info is not None
         and info.origin is not None
         and info.format in SANDBOXED_FORMATS
-        and (tuple(batch.shape), batch.dtype) not in _SANDBOX_PASSED.get(model, set())
+        and (tuple(full.shape), full.dtype) not in _SANDBOX_PASSED.get(model, set())
     ):
         try:
-            sandbox_dry_run(info.origin, info.format, batch, limits.dry_run_seconds)
+            sandbox_dry_run(info.origin, info.format, full, limits.dry_run_seconds)
         except DryRunError as error:
             findings.append(Finding("error", "dry run", str(error)))
             return None
-        _SANDBOX_PASSED.setdefault(model, set()).add((tuple(batch.shape), batch.dtype))
+        _SANDBOX_PASSED.setdefault(model, set()).add((tuple(full.shape), full.dtype))
     try:
         with torch.no_grad():
             raw = model(batch)

@@ -17,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import io
 import json
+import keyword
 import math
 import operator
 import os
 import re
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,7 +158,7 @@ def load_model(
     if detected == "export":
         loaded = _load_export(src, limits, trust_pickle)
     elif detected == "torchscript":
-        loaded = _load_torchscript(src)
+        loaded = _load_torchscript(src, limits)
     elif detected == "huggingface":
         loaded = _load_huggingface(src, trust_pickle)
     elif detected == "safetensors":
@@ -401,17 +404,19 @@ def _load_export(src: Source, limits: Limits, trust: bool) -> LoadedModel:
     # names. Untrusted, it runs inside `code_free()`, where no unpickler but the weights-only
     # one exists; the archive's expressions, guards and graph targets are also checked against
     # allow-lists, before and after, as a second wall.
+    cleaned = None
     with SafeZip(src, limits=limits, what=".pt2 archive") as archive:
         if not trust:
-            _check_export_archive(archive)
+            cleaned = _check_export_archive(archive)
     try:
-        with src.open() as f, warnings.catch_warnings():
+        with src.open() as original, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            if trust:
-                program = torch.export.load(f)
+            if cleaned is None:
+                program = torch.export.load(original)
             else:
+                # torch reads the checked copy, never the bytes as uploaded.
                 with code_free():
-                    program = torch.export.load(f)
+                    program = torch.export.load(io.BytesIO(cleaned))
     except LoadError:
         raise
     except Exception as error:  # noqa: BLE001 - torch raises many types on bad archives
@@ -464,13 +469,16 @@ def _load_export(src: Source, limits: Limits, trust: bool) -> LoadedModel:
     )
 
 
-def _check_export_archive(archive: SafeZip) -> None:
+def _check_export_archive(archive: SafeZip) -> bytes:
     """The second wall: what torch.export.load would read from an untrusted archive, checked.
 
     Reads the payload configs exactly where torch does (`data/weights/<model>_weights_config.json`
     under the archive's root folder, likewise for constants), so a decoy JSON elsewhere changes
     nothing; every member that is not a raw tensor payload, a JSON document or a marker must
     load with the weights-only unpickler.
+
+    Returns the archive to load: the same members, with the programs' node metadata (stack
+    traces, module stacks: free text that torch.fx pastes into generated code) left out.
     """
     names = archive.names
     root = names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else ""
@@ -485,10 +493,13 @@ def _check_export_archive(archive: SafeZip) -> None:
                     f"{_first_line(error)}"
                 ) from None
             _check_export_json(documents[name], name, archive.source.name)
+            if re.fullmatch(re.escape(root) + r"models/.+\.json", name):
+                _check_export_names(documents[name], name, archive.source.name)
     models = [
         m.group(1) for n in names if (m := re.fullmatch(re.escape(root) + r"models/(.+)\.json", n))
     ]
     raw: set[str] = set()  # payloads torch reads as raw bytes, never unpickled
+    read: dict[str, bytes] = {}  # members already read (each counts against the budget once)
     for model in models:
         for folder, kind in (("weights", "weights"), ("constants", "constants")):
             config = documents.get(f"{root}data/{folder}/{model}_{kind}_config.json")
@@ -509,7 +520,7 @@ def _check_export_archive(archive: SafeZip) -> None:
             continue
         if name.endswith((".py", ".pyc")):
             raise UnsafeFileError(f"{archive.source.name!r} holds Python code ({name})")
-        data = archive.read(name)
+        data = read[name] = archive.read(name)
         if not data:
             continue
         # Sample inputs, pickled weights, legacy payloads: plain tensors or nothing.
@@ -519,6 +530,27 @@ def _check_export_archive(archive: SafeZip) -> None:
             what=f"{name!r} in {archive.source.name!r}",
             advice=EXPORT_ADVICE,
         )
+    return _rebuilt(archive, documents, read, root)
+
+
+def _rebuilt(
+    archive: SafeZip, documents: dict[str, Any], read: dict[str, bytes], root: str
+) -> bytes:
+    """The archive again, its programs without node metadata (free text torch.fx prints)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy:
+        for name in archive.names:
+            data = read[name] if name in read else b"" if name in documents else archive.read(name)
+            if re.fullmatch(re.escape(root) + r"models/.+\.json", name):
+                document = documents[name]
+                for _key, value, _parent in walk_json(document):
+                    if isinstance(value, dict) and isinstance(value.get("metadata"), dict):
+                        value["metadata"] = {}
+                data = json.dumps(document).encode()
+            elif name in documents:
+                data = json.dumps(documents[name]).encode()
+            copy.writestr(name, data)
+    return out.getvalue()
 
 
 def _check_export_json(document: Any, member: str, archive: str) -> None:
@@ -551,8 +583,71 @@ def _check_export_json(document: Any, member: str, archive: str) -> None:
             )
 
 
+# A name torch may paste into generated Python: identifiers and dotted paths (module.0.weight).
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
+# Free text, checked elsewhere or never compiled: expressions and guards (check_expression), node
+# metadata (dropped before torch reads the program), the version string.
+_FREE_TEXT_KEYS = frozenset({"expr_str", "guards_code", "metadata", "torch_version"})
+# A string argument of an operator (an einsum equation, a padding mode): torch.fx writes it as
+# repr(), so any one line of printable text is safe there.
+_STRING_ARGUMENT = re.compile(r"[ -~]{0,1000}")
+_SPEC_KEYS = frozenset({"in_spec", "out_spec"})  # pytree specs: JSON inside a string
+
+
+def _check_export_names(document: Any, member: str, archive: str) -> None:
+    """Every other string of a program is a plain name: torch.fx writes node names, targets and
+    argument names into the Python code it compiles, so `x=__import__('os')...` must not pass."""
+
+    def check(value: Any, key: str) -> None:
+        if key in _FREE_TEXT_KEYS:
+            return
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str) or not _SAFE_NAME.fullmatch(k):
+                    raise UnsafeFileError(
+                        f"the program in {member!r} of {archive!r} has the key {str(k)[:60]!r}, "
+                        "which is not a plain name; refused"
+                    )
+                check(v, k)
+        elif isinstance(value, list):
+            for item in value:
+                check(item, key)
+        elif isinstance(value, str):
+            if key in _SPEC_KEYS or key == "context":
+                try:
+                    parsed = json.loads(value)
+                except (json.JSONDecodeError, RecursionError):
+                    parsed = None
+                if parsed is not None or value == "null":
+                    check(parsed, "spec")
+                    return
+            if key == "as_string" and _STRING_ARGUMENT.fullmatch(value):
+                return
+            if not _SAFE_NAME.fullmatch(value) or keyword.iskeyword(value):
+                raise UnsafeFileError(
+                    f"the program in {member!r} of {archive!r} names {value[:60]!r} (under "
+                    f"{key!r}), which is not a plain name: torch would write it into the code it "
+                    "runs; refused"
+                )
+
+    check(document, "")
+
+
+# Operator namespaces a program from a file may call: PyTorch's own tensor maths. Custom
+# namespaces load or call code registered by whoever imported it.
+_OP_NAMESPACES = frozenset({"aten", "prims"})
+# Operators of those namespaces that touch the world outside the tensors: refused.
+_SIDE_EFFECT_OPS = frozenset({"from_file", "_nnpack_available", "save", "_print", "print"})
+
+
+def _allowed_op(namespace: str, name: str) -> bool:
+    return namespace in _OP_NAMESPACES and name not in _SIDE_EFFECT_OPS
+
+
 def _allowed_target(target: str) -> bool:
-    if re.fullmatch(r"torch\.ops\.[A-Za-z_]\w*\.[A-Za-z_]\w*(\.[A-Za-z_]\w*)?", target):
+    if m := re.fullmatch(r"torch\.ops\.([A-Za-z_]\w*)\.([A-Za-z_]\w*)(\.[A-Za-z_]\w*)?", target):
+        return _allowed_op(m.group(1), m.group(2))
+    if re.fullmatch(r"torch\.ops\.higher_order\.(cond|map|while_loop)", target):
         return True
     if target.startswith("_operator."):
         return target.removeprefix("_operator.") in _SAFE_OPERATORS
@@ -579,8 +674,19 @@ def _check_graph_targets(module: nn.Module, source: str) -> None:
                 continue
             target = node.target
             if isinstance(target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
-                continue
-            if isinstance(target, torch._ops.HigherOrderOperator):
+                namespace, _, name = str(target.name()).partition("::")
+                if _allowed_op(namespace, name.split(".")[0]):
+                    continue
+                raise UnsafeFileError(
+                    f"the program in {source!r} calls {target.name()!r}: only PyTorch's tensor "
+                    "operators (aten, prims) without side effects run from an untrusted file"
+                )
+            if isinstance(target, torch._ops.HigherOrderOperator) and target.name() in (
+                "cond",
+                "map",
+                "map_impl",
+                "while_loop",
+            ):
                 continue
             if target in _SAFE_CALLABLES:
                 continue
@@ -593,7 +699,36 @@ def _check_graph_targets(module: nn.Module, source: str) -> None:
 # ---- TorchScript -----------------------------------------------------------------------------
 
 
-def _load_torchscript(src: Source) -> LoadedModel:
+# TorchScript runs its own code at load (a scripted __setstate__) and may call any registered
+# operator: what its code/ may not contain, read before torch.jit.load sees the file.
+_TORCHSCRIPT_REFUSED = (
+    (re.compile(r"\bdef\s+__setstate__\b"), "a __setstate__ method, which runs when it is loaded"),
+    (re.compile(r"\bfrom_file\b"), "a call of torch.from_file, which reads and writes files"),
+    (re.compile(r"\bsave\s*\("), "a call that saves to a file"),
+    (re.compile(r"\btorch\.classes\b|__torch__\.torch\.classes"), "a custom C++ class"),
+    (
+        re.compile(r"\bops\.(?!aten\.|prim\.|prims\.)[A-Za-z_]\w*\."),
+        "an operator outside PyTorch's own (aten, prim)",
+    ),
+)
+
+
+def _check_torchscript(src: Source, limits: Limits) -> None:
+    with SafeZip(src, limits=limits, what="TorchScript archive") as archive:
+        for name in archive.names:
+            if "/code/" not in f"/{name}" or not name.endswith(".py"):
+                continue
+            text = archive.read(name).decode("utf-8", "replace")
+            for pattern, what in _TORCHSCRIPT_REFUSED:
+                if pattern.search(text):
+                    raise UnsafeFileError(
+                        f"the TorchScript file {src.name!r} holds {what} ({name}); refused. "
+                        "Export the model with torch.export (.pt2) instead"
+                    )
+
+
+def _load_torchscript(src: Source, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
+    _check_torchscript(src, limits)
     try:
         with src.open() as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # noted below instead

@@ -13,6 +13,7 @@ import pickle
 import pickletools
 import re
 import stat
+import sys
 import threading
 import warnings
 import zipfile
@@ -434,14 +435,24 @@ def torch_load(
         SafeZip(
             Source(source.name, len(data), data=data), limits=limits, what="PyTorch file"
         ).close()
+    elif not trust:
+        # The legacy format allocates every storage from a size the file states, before reading
+        # it: an 8 KB file can ask for 8 GB. torch.save has not written it since PyTorch 1.6.
+        raise UnsafeFileError(
+            f"{what} is in the legacy torch.save format (before PyTorch 1.6), which is not read "
+            "from untrusted files: load it and save it again with a current torch.save"
+        )
     try:
-        return _TORCH_LOAD(io.BytesIO(data), map_location="cpu", weights_only=True)
+        loaded = _TORCH_LOAD(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refusal = error
     except Exception as error:  # noqa: BLE001 - torch raises many types on corrupt files
         raise FormatError(
             f"{what} is not a readable PyTorch file (truncated or corrupt?): {_first_line(error)}"
         ) from None
+    else:
+        check_tensor_sizes(loaded, what, limits)
+        return loaded
     stream = _pickle_in(data)
     scan = scan_pickle(stream) if stream is not None else None
     if scan is None or not scan.complete:
@@ -516,8 +527,22 @@ def _refuse(what: str) -> Callable[..., Any]:
     return refuse
 
 
+def _guarded_unpickler(original: type) -> type:
+    class GuardedUnpickler(original):  # type: ignore[misc, valid-type]
+        def load(self) -> Any:
+            if _in_code_free():
+                raise CodeRefused("the file asks for the full unpickler; refused")
+            return super().load()
+
+    return GuardedUnpickler
+
+
 def _guards() -> list[tuple[object, str, Callable[..., Any]]]:
+    import _pickle
+
     targets: list[tuple[object, str, Callable[..., Any]]] = [
+        (_pickle, "loads", _refuse("the full unpickler (pickle.loads)")),
+        (_pickle, "load", _refuse("the full unpickler (pickle.load)")),
         (torch, "load", _weights_only_torch_load),
         (torch.serialization, "load", _weights_only_torch_load),
         (pickle, "loads", _refuse("the full unpickler (pickle.loads)")),
@@ -548,6 +573,11 @@ def code_free() -> Iterator[None]:
                 original = getattr(owner, name)
                 _originals[(owner, name)] = original
                 setattr(owner, name, _dispatch(original, guarded))
+            # Classes stay classes (code may subclass them); their load() refuses in the block.
+            for owner in (pickle, sys.modules.get("_pickle")):
+                if owner is not None and isinstance(getattr(owner, "Unpickler", None), type):
+                    _originals[(owner, "Unpickler")] = owner.Unpickler
+                    owner.Unpickler = _guarded_unpickler(owner.Unpickler)
         _install_count += 1
     _guarded.depth = getattr(_guarded, "depth", 0) + 1
     try:
@@ -560,6 +590,26 @@ def code_free() -> Iterator[None]:
                 for (owner, name), original in _originals.items():
                     setattr(owner, name, original)
                 _originals.clear()
+
+
+def check_tensor_sizes(value: Any, what: str, limits: Limits) -> None:
+    """Tensors of a loaded file within the element cap, counted as the elements they expose: a
+    stride-0 view of one byte can claim 2**40 elements, and converting it would allocate them."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            total += item.numel()
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        if total > limits.max_elements:
+            raise SizeLimitError(
+                f"{what} holds tensors of more than {limits.max_elements:,} elements in all, "
+                "over the limit"
+            )
 
 
 def _plain_pickle(data: bytes, trust: bool, what: str, advice: str) -> Any:
@@ -653,6 +703,39 @@ def check_expression(
             raise UnsafeFileError(f"{what} {text[:80]!r} passes computed keyword arguments")
         if isinstance(node, ast.Call) and not isinstance(node.func, (ast.Name, ast.Attribute)):
             raise UnsafeFileError(f"{what} {text[:80]!r} calls a computed value")
+        # Exact integer arithmetic is unbounded: 10**10**9 alone takes hours. Powers only to a
+        # small literal exponent, integers only of machine size.
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, (int, float))
+            and abs(node.value) > _MAX_LITERAL
+        ):
+            raise UnsafeFileError(f"{what} {text[:80]!r} holds a number over 2**63")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            _check_exponent(node.right, text, what)
+        if isinstance(node, ast.Call) and _called(node) in _POWER_FUNCTIONS and len(node.args) > 1:
+            _check_exponent(node.args[1], text, what)
+
+
+_MAX_LITERAL = 2**63
+_MAX_EXPONENT = 64
+_POWER_FUNCTIONS = frozenset({"Pow", "PowByNatural", "FloatPow", "pow"})
+
+
+def _called(node: ast.Call) -> str:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+
+
+def _check_exponent(node: ast.AST, text: str, what: str) -> None:
+    value = node.value if isinstance(node, ast.Constant) else None
+    if isinstance(node, ast.Call) and _called(node) == "Integer" and node.args:
+        first = node.args[0]
+        value = first.value if isinstance(first, ast.Constant) else None
+    if not isinstance(value, int) or abs(value) > _MAX_EXPONENT:
+        raise UnsafeFileError(
+            f"{what} {text[:80]!r} raises to a power that is not a small whole number; refused"
+        )
 
 
 def walk_json(value: Any, key: str = "") -> Iterator[tuple[str, Any, Any]]:
