@@ -147,3 +147,13 @@ def test_tables_of_metrics_are_consistent() -> None:
     assert set(PRIMARY_METRIC.values()) <= set(HIGHER_IS_BETTER)
     for name, (low, high) in METRIC_RANGE.items():
         assert low < high, name
+
+
+def test_the_registry_is_the_source_of_the_metric_tables() -> None:
+    from workbench.evaluate.metrics import METRICS
+
+    assert {n: m.higher_is_better for n, m in METRICS.items()} == HIGHER_IS_BETTER
+    assert {n: m.range for n, m in METRICS.items()} == METRIC_RANGE
+    # A percentage is a share: exactly the metrics that span [0, 1].
+    for metric in METRICS.values():
+        assert metric.is_percentage == (metric.range == (0.0, 1.0)), metric.name

@@ -37,10 +37,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from workbench.errors import WorkbenchError
-from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC, compute_metrics
+from workbench.evaluate.metrics import (
+    HIGHER_IS_BETTER,
+    PRIMARY_METRIC,
+    compute_metrics,
+    metric_terms,
+    reduce_terms,
+)
 from workbench.evaluate.workbench import Workbench
 from workbench.pruning.criteria import CRITERIA
 from workbench.pruning.plan import PruningPlan
@@ -402,40 +407,8 @@ def bootstrap_metrics(
     `resamples` is a (B, n) long tensor of sample indices. Every metric is a mean of per-sample
     terms (R² a ratio of two sums), so all resamples are computed at once by gathering.
     """
-    if task == "classification":
-        logits, dense = outputs.double(), dense_outputs.double()
-        predicted = logits.argmax(dim=1)
-        reference = dense.argmax(dim=1)
-        terms = {"agreement": (predicted == reference).double()}
-        if targets is None:  # label-free: the dense model's predictions are the labels
-            terms["loss"] = F.cross_entropy(logits, reference, reduction="none")
-        else:
-            terms["accuracy"] = (predicted == targets).double()
-            terms["loss"] = F.cross_entropy(logits, targets, reduction="none")
-            if logits.shape[1] >= 5:
-                top5 = logits.topk(5, dim=1).indices
-                terms["top5_accuracy"] = (top5 == targets[:, None]).any(dim=1).double()
-        return {name: term[resamples].mean(dim=1) for name, term in terms.items()}
-    values = outputs.double().reshape(-1)
-    dense_values = dense_outputs.double().reshape(-1)
-    difference = (values - dense_values).square()[resamples].mean(dim=1)
-    if targets is None:
-        return {"agreement_rmse": difference.sqrt(), "loss": difference}
-    truth = targets.double().reshape(-1)
-    error = values - truth
-    squared = error.square()[resamples]
-    sampled_truth = truth[resamples]
-    spread = (sampled_truth - sampled_truth.mean(dim=1, keepdim=True)).square().sum(dim=1)
-    mse = squared.mean(dim=1)
-    r2 = 1.0 - squared.sum(dim=1) / spread
-    r2 = torch.where(spread > 0, r2, torch.full_like(r2, math.nan))
-    return {
-        "r2": r2,
-        "mse": mse,
-        "mae": error.abs()[resamples].mean(dim=1),
-        "loss": mse,
-        "agreement_rmse": difference.sqrt(),
-    }
+    terms = metric_terms(task, outputs, targets, dense_outputs)  # type: ignore[arg-type]
+    return reduce_terms(task, terms, resamples)  # type: ignore[arg-type]
 
 
 # ---- caches ------------------------------------------------------------------------------------

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What the app knows about a metric: how to name it, which way is better, what it spans."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+    is_percentage: bool  # a share in [0, 1], shown as a percentage (its drops in points)
+    range: tuple[float, float]
+
+
+#: Every metric a report can carry, by name: the one place to add a metric's facts.
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", "Accuracy", True, True, (0.0, 1.0)),
+        Metric("top5_accuracy", "Top-5 accuracy", True, True, (0.0, 1.0)),
+        Metric("loss", "Loss", False, False, (0.0, math.inf)),
+        Metric("agreement", "Agreement with dense", True, True, (0.0, 1.0)),
+        Metric("mse", "MSE", False, False, (0.0, math.inf)),
+        Metric("mae", "MAE", False, False, (0.0, math.inf)),
+        Metric("r2", "R²", True, False, (-math.inf, 1.0)),
+        Metric("agreement_rmse", "RMS diff. to dense", False, False, (0.0, math.inf)),
+    )
+}
 
 #: The headline metric of each task: what the app shows first and what budgets protect.
 #: Without targets ("label-free", see `label_free_task`) the pruned model is compared with the
@@ -19,28 +47,11 @@ PRIMARY_METRIC: dict[str, str] = {
     "classification-label-free": "agreement",
     "regression-label-free": "agreement_rmse",
 }
+# Derived views of METRICS, kept for the callers that read them by these names.
 #: Whether a larger value of a metric is better.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "accuracy": True,
-    "top5_accuracy": True,
-    "loss": False,
-    "agreement": True,
-    "mse": False,
-    "mae": False,
-    "r2": True,
-    "agreement_rmse": False,
-}
+HIGHER_IS_BETTER: dict[str, bool] = {n: m.higher_is_better for n, m in METRICS.items()}
 #: The values each metric can take: shares in [0, 1], errors >= 0, R² at most 1.
-METRIC_RANGE: dict[str, tuple[float, float]] = {
-    "accuracy": (0.0, 1.0),
-    "top5_accuracy": (0.0, 1.0),
-    "agreement": (0.0, 1.0),
-    "loss": (0.0, math.inf),
-    "mse": (0.0, math.inf),
-    "mae": (0.0, math.inf),
-    "r2": (-math.inf, 1.0),
-    "agreement_rmse": (0.0, math.inf),
-}
+METRIC_RANGE: dict[str, tuple[float, float]] = {n: m.range for n, m in METRICS.items()}
 
 
 def clamp_metric(metric: str, value: float) -> float:
@@ -62,41 +73,98 @@ def infer_task(targets: torch.Tensor) -> Task:
     return "regression"
 
 
+def metric_terms(
+    task: Task, outputs: torch.Tensor, targets: torch.Tensor | None, dense_outputs: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per-sample float64 terms that every metric reduces: {term: (n,)}.
+
+    Classification terms are the metrics' own (correct, agreeing, cross-entropy); regression's
+    are the squared and absolute errors, the targets (for R²'s spread) and the squared
+    difference to the dense model. Without targets, the dense model's predictions stand in
+    for them, as for the taylor criterion.
+    """
+    if task == "classification":
+        logits, dense_logits = outputs.double(), dense_outputs.double()
+        predictions = logits.argmax(dim=1)
+        reference = dense_logits.argmax(dim=1)
+        # Share of samples where the pruned model predicts what the dense model predicts.
+        agreement = (predictions == reference).double()
+        if targets is None:
+            return {
+                "agreement": agreement,
+                "loss": F.cross_entropy(logits, reference, reduction="none"),
+            }
+        terms = {
+            "accuracy": (predictions == targets).double(),
+            "loss": F.cross_entropy(logits, targets, reduction="none"),
+            "agreement": agreement,
+        }
+        if logits.shape[1] >= 5:
+            top5 = logits.topk(5, dim=1).indices
+            terms["top5_accuracy"] = (top5 == targets[:, None]).any(dim=1).double()
+        return terms
+    values = outputs.double().reshape(-1)
+    terms = {"dense_squared": (values - dense_outputs.double().reshape(-1)).square()}
+    if targets is not None:
+        truth = targets.double().reshape(-1)
+        error = values - truth
+        terms.update(squared=error.square(), absolute=error.abs(), truth=truth)
+    return terms
+
+
+def reduce_terms(
+    task: Task, terms: dict[str, torch.Tensor], rows: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """The metrics of `metric_terms` over the whole set (0-d values) or over each row of
+    `rows`, a (B, n) long tensor of sample indices (a bootstrap: (B,) values)."""
+
+    def mean(term: torch.Tensor) -> torch.Tensor:
+        return term.mean() if rows is None else term[rows].mean(dim=1)
+
+    if task == "classification":
+        out = {name: mean(term) for name, term in terms.items()}
+        if rows is None:
+            # F.cross_entropy's own mean sums in nll_loss's order, which Tensor.mean does not
+            # match to the last bit: reduce the same terms with it so whole-set losses stay
+            # what F.cross_entropy(logits, labels) gives.
+            loss = terms["loss"]
+            zeros = torch.zeros(loss.shape[0], dtype=torch.long, device=loss.device)
+            out["loss"] = F.nll_loss(-loss[:, None], zeros)
+        return out
+    difference = mean(terms["dense_squared"])
+    if "squared" not in terms:  # label-free: the dense outputs are the targets
+        rms = difference.sqrt()
+        if rows is None:
+            # Reports have always taken Python's `mse ** 0.5` here, a last bit off sqrt.
+            rms = torch.tensor(difference.item() ** 0.5, dtype=torch.float64)
+        return {"agreement_rmse": rms, "loss": difference}
+    rms = difference.sqrt()
+    squared = terms["squared"] if rows is None else terms["squared"][rows]
+    truth = terms["truth"] if rows is None else terms["truth"][rows]
+    spread = (truth - truth.mean(dim=-1, keepdim=True)).square().sum(dim=-1)
+    r2 = 1.0 - squared.sum(dim=-1) / spread
+    mse = squared.mean(dim=-1)
+    return {
+        "r2": torch.where(spread > 0, r2, torch.full_like(r2, math.nan)),
+        "mse": mse,
+        "mae": mean(terms["absolute"]),
+        "loss": mse,
+        "agreement_rmse": rms,
+    }
+
+
 def classification_metrics(
     logits: torch.Tensor, targets: torch.Tensor, dense_logits: torch.Tensor
 ) -> dict[str, float]:
     """Accuracy, top-5 accuracy (with at least five classes), cross-entropy and agreement."""
-    logits, dense_logits = logits.double(), dense_logits.double()
-    predictions = logits.argmax(dim=1)
-    metrics = {
-        "accuracy": (predictions == targets).double().mean().item(),
-        "loss": F.cross_entropy(logits, targets).item(),
-        # Share of samples where the pruned model predicts what the dense model predicts.
-        "agreement": (predictions == dense_logits.argmax(dim=1)).double().mean().item(),
-    }
-    if logits.shape[1] >= 5:
-        top5 = logits.topk(5, dim=1).indices
-        metrics["top5_accuracy"] = (top5 == targets[:, None]).any(dim=1).double().mean().item()
-    return metrics
+    return compute_metrics("classification", logits, targets, dense_logits)
 
 
 def regression_metrics(
     outputs: torch.Tensor, targets: torch.Tensor, dense_outputs: torch.Tensor
 ) -> dict[str, float]:
     """MSE (also the loss), MAE, R² and the RMS difference to the dense model's outputs."""
-    outputs = outputs.double().reshape(targets.shape)
-    dense_outputs = dense_outputs.double().reshape(targets.shape)
-    targets = targets.double()
-    error = outputs - targets
-    mse = error.square().mean().item()
-    total = (targets - targets.mean()).square().sum().item()
-    return {
-        "r2": 1.0 - error.square().sum().item() / total if total > 0 else float("nan"),
-        "mse": mse,
-        "mae": error.abs().mean().item(),
-        "loss": mse,
-        "agreement_rmse": (outputs - dense_outputs).square().mean().sqrt().item(),
-    }
+    return compute_metrics("regression", outputs, targets, dense_outputs)
 
 
 def label_free_metrics(
@@ -108,26 +176,15 @@ def label_free_metrics(
     against those (cross-entropy to its argmax, or MSE to its outputs), the same pseudo-labels
     the taylor criterion uses.
     """
-    if task == "classification":
-        logits, dense_logits = outputs.double(), dense_outputs.double()
-        reference = dense_logits.argmax(dim=1)
-        return {
-            "agreement": (logits.argmax(dim=1) == reference).double().mean().item(),
-            "loss": F.cross_entropy(logits, reference).item(),
-        }
-    difference = outputs.double().reshape(-1) - dense_outputs.double().reshape(-1)
-    mse = difference.square().mean().item()
-    return {"agreement_rmse": mse**0.5, "loss": mse}
+    return compute_metrics(task, outputs, None, dense_outputs)
 
 
 def compute_metrics(
     task: Task, outputs: torch.Tensor, targets: torch.Tensor | None, dense_outputs: torch.Tensor
 ) -> dict[str, float]:
-    if targets is None:
-        return label_free_metrics(task, outputs, dense_outputs)
-    if task == "classification":
-        return classification_metrics(outputs, targets, dense_outputs)
-    return regression_metrics(outputs, targets, dense_outputs)
+    """Every metric of the task on the whole set, reduced from `metric_terms`."""
+    terms = metric_terms(task, outputs, targets, dense_outputs)
+    return {name: value.item() for name, value in reduce_terms(task, terms).items()}
 
 
 def confusion_matrix(
