@@ -49,3 +49,8 @@ def bench(key: str) -> Workbench:
             plain(f"The model {key!r} could not be prepared: {error}"), icon=":material/error:"
         )
         st.stop()
+
+
+def current() -> Workbench:
+    """The engine of the model the sidebar picked."""
+    return bench(state.demo())
