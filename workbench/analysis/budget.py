@@ -53,6 +53,7 @@ from workbench.analysis.sensitivity import primary_metric
 from workbench.errors import WorkbenchError
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, clamp_metric, compute_metrics
 from workbench.evaluate.report import Report
+from workbench.evaluate.size import effective_flops, sparse_storage_bytes
 from workbench.evaluate.workbench import Workbench
 from workbench.pruning.granularity import GRANULARITIES
 from workbench.pruning.plan import PruningPlan
@@ -408,8 +409,7 @@ class _Accounting:
         n = self.params[name]
         if not pruned:
             return 4 * n  # fp32, zeros included
-        # The smaller of CSR (values, column indices, row pointers) and bitmask + values.
-        return min(8 * nonzero + 4 * (self.rows[name] + 1), math.ceil(n / 8) + 4 * nonzero)
+        return sparse_storage_bytes(n, nonzero, self.rows[name])
 
     def states_of(self, plan: PruningPlan) -> dict[str, tuple[int, bool]]:
         states = dict(self.dense_state)
@@ -432,10 +432,10 @@ class _Accounting:
         dense = self.dense_state
         removed = sum(dense[n][0] - states[n][0] for n in self.names)
         saved_bytes = sum(self._bytes(n, dense[n]) - self._bytes(n, states[n]) for n in self.names)
-        # The engine's sum, term by term in the same order, so the rounding agrees.
-        effective = float(self.dense["flops_dense"])
-        for n in self.names:
-            effective -= self.flops.get(n, 0) * (1 - states[n][0] / self.params[n])
+        effective = effective_flops(
+            self.dense["flops_dense"],
+            ((self.flops.get(n, 0), states[n][0], self.params[n]) for n in self.names),
+        )
         total = sum(self.params.values())
         return {
             "sparsity": sum(self.params[n] - states[n][0] for n in self.names) / total,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -34,10 +35,7 @@ class TensorSize:
         bitmask = math.ceil(n / 8)
         if sparse:
             rows = values.shape[0] if values.dim() > 0 else 1
-            # CSR over (output, rest): fp32 values, int32 column indices and row pointers.
-            csr = 8 * nonzero + 4 * (rows + 1)
-            # Bitmask + values: one bit per position, then the fp32 nonzeros.
-            sparse_bytes = min(csr, bitmask + 4 * nonzero)
+            sparse_bytes = sparse_storage_bytes(n, nonzero, rows)
             # int8: one byte per nonzero, its bitmask, and one fp32 scale for the tensor.
             int8 = nonzero + bitmask + 4
         else:
@@ -47,6 +45,24 @@ class TensorSize:
         # tensor's fp32 bytes, as np.savez_compressed stores each array of a state dict.
         compressed = len(zlib.compress(values.numpy().tobytes(), COMPRESSION_LEVEL))
         return cls(n, nonzero, dense, sparse_bytes, compressed, int8)
+
+
+def sparse_storage_bytes(params: int, nonzero: int, rows: int) -> int:
+    """Bytes of a pruned tensor in the smaller of its two sparse encodings."""
+    # CSR over (output, rest): fp32 values, int32 column indices and row pointers.
+    csr = 8 * nonzero + 4 * (rows + 1)
+    # Bitmask + values: one bit per position, then the fp32 nonzeros.
+    return min(csr, math.ceil(params / 8) + 4 * nonzero)
+
+
+def effective_flops(flops_dense: int, layers: Iterable[tuple[int, int, int]]) -> float:
+    """FLOPs with zeroed weights' work skipped; `layers` is (flops, nonzero, params) of each
+    prunable layer, in the model's order (the engine and the budget solver sum the same way,
+    so their roundings agree)."""
+    effective = float(flops_dense)
+    for flops, nonzero, params in layers:
+        effective -= flops * (1 - nonzero / params)
+    return effective
 
 
 def total_size(

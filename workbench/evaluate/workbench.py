@@ -28,7 +28,7 @@ from workbench.evaluate.metrics import (
 )
 from workbench.evaluate.removal import ChannelRemoval, analyse
 from workbench.evaluate.report import Report
-from workbench.evaluate.size import TensorSize, total_size
+from workbench.evaluate.size import TensorSize, effective_flops, total_size
 from workbench.evaluate.statistics import DataStatistics
 from workbench.pruning.granularity import GRANULARITIES
 from workbench.pruning.layers import PrunableLayer, find_prunable_layers
@@ -547,10 +547,13 @@ class Workbench:
 
     def _size(self, specs: dict[str, MaskSpec]) -> dict[str, float]:
         sizes = {layer.name: self._tensor_size(layer, specs) for layer in self._layers}
-        effective = float(self._flops_dense)
-        for layer in self._layers:
-            zero_fraction = 1 - sizes[layer.name].nonzero / layer.params
-            effective -= self._layer_flops.get(layer.name, 0) * zero_fraction
+        effective = effective_flops(
+            self._flops_dense,
+            (
+                (self._layer_flops.get(layer.name, 0), sizes[layer.name].nonzero, layer.params)
+                for layer in self._layers
+            ),
+        )
         return total_size(
             [*sizes.values(), *self._other_sizes(specs)], self._flops_dense, effective
         )
