@@ -1,0 +1,35 @@
+"""Section 4 of the Load page: build the engine and add the model to the session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from ui import staging, state, uploads
+from ui.text import plain
+
+
+def render(staged: Any) -> None:
+    st.subheader("4 · Use it")
+    key = uploads.unique_key(
+        staged.model.source if staged.model else "model", list(state.uploads())
+    )
+    if st.button(
+        "Use this model", type="primary", disabled=not staged.ready, icon=":material/check_circle:"
+    ):
+        bar = st.progress(0.0, text="Starting…")
+        built = uploads.build(staged, key, progress=lambda f, text: bar.progress(f, text=text))
+        if built.error is not None:
+            bar.empty()
+            st.error(plain(built.error), icon=":material/error:")
+        else:
+            assert built.info is not None and built.bench is not None
+            state.add_upload(key, built.info, built.bench)
+            staging.release()
+            st.switch_page("pages/model.py")
+    st.caption(
+        "The model then appears in the sidebar's model list as "
+        f"**{key}**, for every page: weights, pruning, importance. It stays for this browser "
+        "session only; the demos and your plans for them are kept."
+    )
