@@ -161,33 +161,20 @@ def _weights(ctx: Context, layer: str, model_plan: Any, samples: int) -> None:
     weights = weight_map(bench.dense_weight(layer), keep)
     scores = weight_map(importance, keep)
     a, b = st.columns(2, gap="large")
-    a.markdown("**Weights**")
-    a.plotly_chart(
-        plots.weight_heatmap(
-            weights.values,
-            weights.kept,
-            weights.row_label,
-            weights.col_label,
+    for column, title, cells, builder in (
+        (a, "**Weights**", weights, plots.weight_heatmap),
+        (b, "**Importance |w·∂L/∂w|**", scores, plots.importance_heatmap),
+    ):
+        column.markdown(title)
+        figure = builder(
+            cells.values,
+            cells.kept,
+            cells.row_label,
+            cells.col_label,
             height=380,
-            rows=weights.rows,
-            cols=weights.cols,
-        ),
-        width="stretch",
-        config=NO_BAR,
-    )
-    b.markdown("**Importance |w·∂L/∂w|**")
-    b.plotly_chart(
-        plots.importance_heatmap(
-            scores.values,
-            scores.kept,
-            scores.row_label,
-            scores.col_label,
-            height=380,
-            rows=scores.rows,
-            cols=scores.cols,
-        ),
-        width="stretch",
-        config=NO_BAR,
-    )
+            rows=cells.rows,
+            cols=cells.cols,
+        )
+        column.plotly_chart(figure, width="stretch", config=NO_BAR)
     if weights.pooled != (1, 1):
         st.caption(f"Each cell averages {weights.pooled[0]}×{weights.pooled[1]} weights.")
