@@ -53,7 +53,7 @@ from workbench.analysis.sensitivity import primary_metric
 from workbench.errors import WorkbenchError
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, clamp_metric, compute_metrics
 from workbench.evaluate.report import Report
-from workbench.evaluate.size import effective_flops, sparse_storage_bytes
+from workbench.evaluate.size import effective_flops
 from workbench.evaluate.workbench import Workbench
 from workbench.pruning.granularity import GRANULARITIES
 from workbench.pruning.plan import PruningPlan
@@ -248,8 +248,7 @@ def footprint(bench: Workbench, plan: PruningPlan) -> dict[str, float]:
     `params`, `bytes` and `flops` equal `bench.evaluate(plan).size`'s `nonzero_params`,
     `sparse_bytes` and `flops_effective`; `sparsity` is the zero share of the prunable weights.
     """
-    accounting = _Accounting(bench)
-    return accounting.of(accounting.states_of(plan))
+    return _Accounting(bench).of_plan(plan)
 
 
 def drop_table(scan: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
@@ -388,8 +387,8 @@ def _curves(
 class _Accounting:
     """Target figures of per-layer states, as the engine's size report computes them.
 
-    A layer's state is (non-zeros, pruned): a weight the plan prunes is stored in the smaller
-    sparse encoding, one it leaves alone is stored dense (evaluate/size.py, `Workbench._size`).
+    A layer's state is (non-zeros, stored bytes), read from the engine's own per-tensor
+    figures (evaluate/size.py, `Workbench._size`), so a whole plan's figures equal its report's.
     """
 
     def __init__(self, bench: Workbench) -> None:
@@ -397,30 +396,36 @@ class _Accounting:
         self.names = list(bench.layer_names)
         layers = {layer.name: layer for layer in bench.prunable_layers}
         self.params = {n: layers[n].params for n in self.names}
-        self.rows = {n: layers[n].shape[0] for n in self.names}
         table = bench.layers
         self.flops = dict(zip(table["name"], table["flops"], strict=True))
-        self.dense_state = {n: (int((bench.dense_weight(n) != 0).sum()), False) for n in self.names}
         self.dense = bench.dense_size
-        self._layer_cache: dict[tuple[str, float, str, str], tuple[int, bool]] = {}
+        self.dense_state, self.dense_others = self._plan_states(PruningPlan())
+        self._layer_cache: dict[tuple[str, float, str, str], tuple[int, int]] = {}
 
-    def _bytes(self, name: str, state: tuple[int, bool]) -> int:
-        nonzero, pruned = state
-        n = self.params[name]
-        if not pruned:
-            return 4 * n  # fp32, zeros included
-        return sparse_storage_bytes(n, nonzero, self.rows[name])
+    def states_of(self, plan: PruningPlan) -> dict[str, tuple[int, int]]:
+        return self._plan_states(plan)[0]
 
-    def states_of(self, plan: PruningPlan) -> dict[str, tuple[int, bool]]:
-        states = dict(self.dense_state)
-        for name, mask in self.bench.masks(plan).items():
-            kept = mask & (self.bench.dense_weight(name) != 0)
-            states[name] = (int(kept.sum()), not bool(mask.all()))
-        return states
+    def _plan_states(self, plan: PruningPlan) -> tuple[dict[str, tuple[int, int]], int]:
+        """Each layer's (non-zeros, stored bytes) under the whole plan, from the engine's own
+        per-tensor figures, and the non-zeros of the other parameters: under a channel plan a
+        layer also loses the input columns that read removed channels, and the removed
+        channels' biases and norm entries are zero."""
+        bench = self.bench
+        # TODO(issue 12): a public per-tensor size of a plan on Workbench replaces these
+        # private reads.
+        with bench._lock:
+            specs = bench._builder.resolve(plan)
+            sizes = {layer.name: bench._tensor_size(layer, specs) for layer in bench._layers}
+            others = sum(t.nonzero for t in bench._other_sizes(specs))
+        return {n: (sizes[n].nonzero, sizes[n].sparse_bytes) for n in self.names}, others
+
+    def of_plan(self, plan: PruningPlan) -> dict[str, float]:
+        """Target figures of a whole plan: `bench.evaluate(plan).size`'s, without evaluating."""
+        return self.of(*self._plan_states(plan))
 
     def layer_state(
         self, name: str, sparsity: float, method: str, granularity: str
-    ) -> tuple[int, bool]:
+    ) -> tuple[int, int]:
         """One layer pruned alone (masks of a layer-scope plan are independent)."""
         key = (name, sparsity, method, granularity)
         if key not in self._layer_cache:
@@ -428,10 +433,16 @@ class _Accounting:
             self._layer_cache[key] = self.states_of(plan)[name]
         return self._layer_cache[key]
 
-    def of(self, states: Mapping[str, tuple[int, bool]]) -> dict[str, float]:
+    def of(
+        self, states: Mapping[str, tuple[int, int]], others: int | None = None
+    ) -> dict[str, float]:
+        """Target figures of per-layer states; `others`: the other parameters' non-zeros
+        (None: as dense, where states are combined from layers pruned alone)."""
         dense = self.dense_state
         removed = sum(dense[n][0] - states[n][0] for n in self.names)
-        saved_bytes = sum(self._bytes(n, dense[n]) - self._bytes(n, states[n]) for n in self.names)
+        if others is not None:
+            removed += self.dense_others - others
+        saved_bytes = sum(dense[n][1] - states[n][1] for n in self.names)
         effective = effective_flops(
             self.dense["flops_dense"],
             ((self.flops.get(n, 0), states[n][0], self.params[n]) for n in self.names),
@@ -767,7 +778,7 @@ class _Solver:
         return plan, sparsity, notes
 
     def _reach(self, plan: PruningPlan) -> float:
-        return self.accounting.of(self.accounting.states_of(plan))["sparsity"]
+        return self.accounting.of_plan(plan)["sparsity"]
 
     def _refine(
         self, build: Callable[[float], _Built], first: _Built
@@ -834,7 +845,7 @@ class _Solver:
         before: tuple[PruningPlan, float] | None = None,
     ) -> Proposal:
         report = self.bench.evaluate(plan)
-        reached = self.accounting.of(self.accounting.states_of(plan))
+        reached = self.accounting.of_plan(plan)
         # Without a target there is nothing to miss: the max drop decides how far each goes.
         meets = self.budget.target is None or self._meets(reached, self.budget.kind, target)
         notes = list(notes)
