@@ -15,7 +15,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from math import prod
 from pathlib import PurePosixPath
 from typing import Any
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.io.formats.base import Builtin, Format, Registry
 from workbench.io.safety import (
     DEFAULT_LIMITS,
     DataError,
@@ -124,6 +125,7 @@ def load_data(
     val_fraction: float | None = None,
     seed: int = 0,
     limits: Limits | None = None,
+    options: Any = None,
 ) -> LoadedData:
     """Load a validation set from a file.
 
@@ -138,6 +140,7 @@ def load_data(
     max_samples: keep at most this many validation samples (seeded, stratified by class).
     val_fraction: split one file: this share (seeded, stratified) is validation, the rest
     `train`. Files with their own train/val split keep theirs.
+    options: the format's own options (CsvOptions, ImageOptions, ...) instead of the keywords.
     """
     if max_samples is not None and max_samples < 1:
         raise DataError(f"max_samples must be at least 1, got {max_samples}")
@@ -146,20 +149,22 @@ def load_data(
     limits = limits or Limits.from_env()
     src = as_source(source, name=name, limits=limits, what="data file")
     fmt = kind or detect_data_format(src, limits=limits)
-    if fmt in ("tensors", "npz", "npy", "safetensors"):
-        arrays = _read_arrays(src, fmt, limits)
-        data = _from_arrays(arrays, src.name, fmt, target, class_names)
-    elif fmt == "csv":
-        data = _read_csv(src, target, ignore, class_names, limits)
-    elif fmt == "images":
-        data = _read_images(src, image_size, channels, mean, std, class_names, limits)
-    elif fmt == "text":
-        data = _read_text(src, tokenizer, max_length, class_names)
-    else:
-        raise LoadError(
-            f"unknown data format {fmt!r}; expected tensors, npz, npy, safetensors, csv, "
-            "images or text"
-        )
+    if fmt not in DATA_REGISTRY:
+        *most, last = DATA_FORMATS
+        raise LoadError(f"unknown data format {fmt!r}; expected {', '.join(most)} or {last}")
+    data_format = DATA_REGISTRY[fmt]
+    keywords = {
+        "target": target,
+        "ignore": ignore,
+        "class_names": class_names,
+        "image_size": image_size,
+        "channels": channels,
+        "mean": mean,
+        "std": std,
+        "tokenizer": tokenizer,
+        "max_length": max_length,
+    }
+    data = data_format.load(src, options or _options_for(data_format, keywords, limits))
     if val_fraction is not None and val_fraction < 1:
         data = _split(data, val_fraction, seed)
     if max_samples is not None and data.info.n > max_samples:
@@ -174,6 +179,9 @@ def detect_data_format(src: Source, *, limits: Limits = DEFAULT_LIMITS) -> str:
     if src.path is not None and src.path.is_dir():
         raise DataError(f"{src.name!r} is a folder: zip an image folder and give the zip")
     head = src.head(64)
+    added = DATA_REGISTRY.sniff(head)
+    if added is not None:
+        return added.name
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if len(head) >= 10 and head[8:9] == b"{":
@@ -1030,3 +1038,101 @@ def _split(data: LoadedData, fraction: float, seed: int) -> LoadedData:
 def _few(items: Sequence[str], n: int = 6) -> str:
     shown = ", ".join(items[:n])
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+# ---- the registry: per-format options --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrayOptions:
+    """Tensors, .npz, .npy and safetensors data."""
+
+    target: str | None = None
+    class_names: Sequence[str] | None = None
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    target: str | None = None
+    ignore: Sequence[str] = ()
+    class_names: Sequence[str] | None = None
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    size: tuple[int, int] | int | None = None  # (height, width); None: the images' own
+    channels: int | None = None  # None: grayscale when every image is
+    mean: Sequence[float] | float | None = None
+    std: Sequence[float] | float | None = None
+    class_names: Sequence[str] | None = None
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    tokenizer: Callable[[Sequence[str]], torch.Tensor] | None = None  # None: byte_tokenizer
+    max_length: int = 128
+    class_names: Sequence[str] | None = None
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    name: str
+    label: str
+
+    def sniff(self, head: bytes) -> bool:
+        return False  # the built-in detector decides, in its fixed order
+
+    def load(self, src: Source, options: ArrayOptions) -> LoadedData:
+        arrays = _read_arrays(src, self.name, options.limits)
+        return _from_arrays(arrays, src.name, self.name, options.target, options.class_names)
+
+
+def _load_csv(src: Source, o: CsvOptions) -> LoadedData:
+    return _read_csv(src, o.target, o.ignore, o.class_names, o.limits)
+
+
+def _load_images(src: Source, o: ImageOptions) -> LoadedData:
+    return _read_images(src, o.size, o.channels, o.mean, o.std, o.class_names, o.limits)
+
+
+def _load_text(src: Source, o: TextOptions) -> LoadedData:
+    return _read_text(src, o.tokenizer, o.max_length, o.class_names)
+
+
+#: Data formats by name; `register_data_format` adds one.
+DATA_REGISTRY: Registry[Format[LoadedData]] = Registry()
+_OPTIONS: dict[str, type] = {}
+for _name in ("tensors", "npz", "npy", "safetensors"):
+    DATA_REGISTRY.register(_Arrays(_name, DATA_FORMATS[_name]), sniffed=False)
+    _OPTIONS[_name] = ArrayOptions
+for _name, _loader, _type in (
+    ("csv", _load_csv, CsvOptions),
+    ("images", _load_images, ImageOptions),
+    ("text", _load_text, TextOptions),
+):
+    DATA_REGISTRY.register(Builtin(_name, DATA_FORMATS[_name], _loader), sniffed=False)
+    _OPTIONS[_name] = _type
+
+
+def register_data_format(
+    fmt: Format[LoadedData], options: type | None = None
+) -> Format[LoadedData]:
+    """Add a data format: sniffed before the built-in ones, loaded by its own `load`."""
+    DATA_FORMATS[fmt.name] = fmt.label
+    if options is not None:
+        _OPTIONS[fmt.name] = options
+    return DATA_REGISTRY.register(fmt)
+
+
+def _options_for(fmt: Format[LoadedData], keywords: dict[str, Any], limits: Limits) -> Any:
+    """The format's options from load_data's keywords; each takes the fields it has."""
+    cls = _OPTIONS.get(fmt.name)
+    if cls is None:
+        return None
+    keywords = {**keywords, "size": keywords["image_size"], "limits": limits}
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in keywords.items() if k in names})

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.io.formats.base import Builtin, Format, ModelOptions, Registry
 from workbench.io.safety import (
     DEFAULT_LIMITS,
     EXPORT_ADVICE,
@@ -155,20 +156,9 @@ def load_model(
             "read by content"
         )
 
-    if detected == "export":
-        loaded = _load_export(src, limits, trust_pickle)
-    elif detected == "torchscript":
-        loaded = _load_torchscript(src, limits)
-    elif detected == "huggingface":
-        loaded = _load_huggingface(src, trust_pickle)
-    elif detected == "safetensors":
-        loaded = _load_weights(src, "safetensors", _read_safetensors(src), architecture, strict)
-    else:  # a torch.save file: a state dict, or a whole pickled model
-        obj = torch_load(src, trust=trust_pickle, what=f"the model file {src.name!r}")
-        if isinstance(obj, nn.Module):
-            loaded = _pickled_model(src, obj)
-        else:
-            loaded = _load_weights(src, "state_dict", obj, architecture, strict)
+    loaded = MODEL_FORMATS[detected].load(
+        src, ModelOptions(architecture, trust_pickle, strict, limits)
+    )
     if architecture is not None and loaded.format not in WEIGHT_FORMATS:
         notes.append(f"the architecture was not needed: a {loaded.format_label} carries its own")
     if loaded.format != "export":  # an exported program keeps the mode it was exported in
@@ -201,6 +191,9 @@ def detect_format(src: Source, *, limits: Limits = DEFAULT_LIMITS) -> str:
             f"config.json (found {found})"
         )
     head = src.head(64)
+    added = MODEL_FORMATS.sniff(head)
+    if added is not None:
+        return added.name
     if _is_safetensors(head, src.size):
         return "safetensors"
     if is_zip(head):
@@ -1152,3 +1145,41 @@ def _count_of(n: int, noun: str) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0][:300]
+
+
+# ---- the registry ------------------------------------------------------------------------------
+
+
+def _load_torch(src: Source, options: ModelOptions) -> LoadedModel:
+    """A torch.save file: a state dict, or a whole pickled model (only when trusted)."""
+    obj = torch_load(src, trust=options.trust_pickle, what=f"the model file {src.name!r}")
+    if isinstance(obj, nn.Module):
+        return _pickled_model(src, obj)
+    return _load_weights(src, "state_dict", obj, options.architecture, options.strict)
+
+
+def _load_hf(src: Source, options: ModelOptions) -> LoadedModel:
+    return _load_huggingface(src, options.trust_pickle)
+
+
+def _load_safetensors(src: Source, options: ModelOptions) -> LoadedModel:
+    state = _read_safetensors(src)
+    return _load_weights(src, "safetensors", state, options.architecture, options.strict)
+
+
+#: Model formats by the name detect_format gives; `register_model_format` adds one.
+MODEL_FORMATS: Registry[Format[LoadedModel]] = Registry()
+for _builtin in (
+    Builtin("export", FORMATS["export"], lambda s, o: _load_export(s, o.limits, o.trust_pickle)),
+    Builtin("torchscript", FORMATS["torchscript"], lambda s, o: _load_torchscript(s, o.limits)),
+    Builtin("huggingface", FORMATS["huggingface"], _load_hf),
+    Builtin("safetensors", FORMATS["safetensors"], _load_safetensors),
+    Builtin("torch", "PyTorch pickle file", _load_torch),
+):
+    MODEL_FORMATS.register(_builtin, sniffed=False)
+
+
+def register_model_format(fmt: Format[LoadedModel]) -> Format[LoadedModel]:
+    """Add a model format: sniffed before the built-in ones, loaded by its own `load`."""
+    FORMATS[fmt.name] = fmt.label
+    return MODEL_FORMATS.register(fmt)
