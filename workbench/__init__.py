@@ -6,6 +6,7 @@ bench = wb.Workbench(demo.model, demo.val)
 report = bench.evaluate(wb.PruningPlan(sparsity={"features.0": 0.5}))
 """
 
+from workbench import plots  # figure builders: the layer above all the others
 from workbench.analysis import (
     DEFAULT_LEVELS,
     TARGET_KINDS,
@@ -17,16 +18,20 @@ from workbench.analysis import (
     scan_iter,
     solve_budget,
 )
+from workbench.analysis.sensitivity import scan as sensitivity
 from workbench.errors import WorkbenchError
 from workbench.evaluate import Report, Workbench
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
 from workbench.explain import ATTRIBUTION_METHODS, LAYER_METHODS, Attribution, ExplainError
+from workbench.explain.attributions import attribute
+from workbench.explain.importance import layer_importance
 from workbench.io import LoadError, load_data, load_model
 from workbench.models import Demo, DemoMeta, ModelInfo, list_demos, load_demo
 from workbench.pruning.criteria import CRITERIA, Criterion, LayerContext, register_criterion
 from workbench.pruning.granularity import GRANULARITIES, Granularity
 from workbench.pruning.layers import PrunableLayer, find_prunable_layers
 from workbench.pruning.plan import SCOPES, PlanError, PruningPlan
+from workbench.progress import Progress, drain
 
 __all__ = [
     # sensitivity scans and budgets (workbench.analysis)
@@ -38,7 +43,11 @@ __all__ = [
     "ScanError",
     "ScanProgress",
     "scan_iter",
+    "sensitivity",
     "solve_budget",
+    # analyses of a workbench: wb.attribute(bench, ...), wb.layer_importance(bench, ...)
+    "attribute",
+    "layer_importance",
     # the rest
     "ATTRIBUTION_METHODS",
     "CRITERIA",
@@ -58,14 +67,17 @@ __all__ = [
     "ModelInfo",
     "PlanError",
     "PrunableLayer",
+    "Progress",
     "PruningPlan",
     "Report",
     "Workbench",
     "WorkbenchError",
+    "drain",
     "find_prunable_layers",
     "list_demos",
     "load_data",
     "load_demo",
     "load_model",
     "register_criterion",
+    "plots",
 ]

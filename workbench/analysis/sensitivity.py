@@ -46,7 +46,7 @@ from workbench.evaluate.metrics import (
     metric_terms,
     reduce_terms,
 )
-from workbench.evaluate.workbench import Workbench
+from workbench.evaluate.workbench import Workbench, register_analysis
 from workbench.pruning.criteria import CRITERIA
 from workbench.pruning.plan import PruningPlan
 
@@ -493,3 +493,6 @@ def _check_levels(levels: Iterable[float]) -> tuple[float, ...]:
 
 def _n_samples(bench: Workbench) -> int:
     return int(bench.dense_outputs.shape[0])
+
+
+register_analysis("sensitivity", scan)

@@ -52,10 +52,9 @@ class DataStatistics:
         """Mean |attribution| of each output channel on the dense model, for all layers at once."""
         computed: dict[str, dict[str, torch.Tensor]] = vars(self).setdefault("_attribution", {})
         if method not in computed:
-            # Imported here: workbench.explain brings in Captum, which only these criteria need.
-            from workbench.explain.importance import criterion_attribution
-
-            computed[method] = criterion_attribution(
+            if _CHANNEL_ATTRIBUTION is None:
+                raise RuntimeError("no channel attribution is registered: import workbench")
+            computed[method] = _CHANNEL_ATTRIBUTION(
                 self._runner.model,
                 self._runner.layers,
                 torch.cat([inputs for inputs, _ in self._batches()]),
@@ -153,3 +152,13 @@ def _broadcast_to_weight(norm: torch.Tensor, layer: PrunableLayer) -> torch.Tens
         channel = group[:, None] * in_per_group + torch.arange(in_per_group, device=norm.device)
         per_weight = norm[channel]
     return per_weight.reshape(out, in_per_group, *([1] * (len(layer.shape) - 2)))
+
+
+# The attribution criteria rank channels with Captum, which lives above the engine
+# (workbench.explain registers its function here when imported): no import points upward.
+_CHANNEL_ATTRIBUTION: Callable[..., dict[str, torch.Tensor]] | None = None
+
+
+def register_channel_attribution(function: Callable[..., dict[str, torch.Tensor]]) -> None:
+    global _CHANNEL_ATTRIBUTION
+    _CHANNEL_ATTRIBUTION = function

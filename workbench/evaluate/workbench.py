@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-import io
 import threading
-import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from workbench.evaluate.graph import GraphRunner
@@ -25,6 +22,12 @@ from workbench.evaluate.metrics import (
     confusion_matrix,
     infer_task,
     label_free_task,
+)
+from workbench.evaluate.modelling import (
+    as_output_tensor,
+    as_tensors,
+    private_copy,
+    task_of,
 )
 from workbench.evaluate.removal import ChannelRemoval, analyse
 from workbench.evaluate.report import Report
@@ -74,7 +77,7 @@ class Workbench:
         self.targets = targets.to(self.device) if targets is not None else None
         self._inputs = [b.to(self.device) for b in inputs.split(batch_size)]
 
-        self.model = _private_copy(model).to(self.device).eval()
+        self.model = private_copy(model).to(self.device).eval()
         for param in self.model.parameters():
             param.requires_grad_(False)
         self._runner = GraphRunner(self.model, [])
@@ -86,7 +89,7 @@ class Workbench:
             )
         self._runner = GraphRunner(self.model, layers)
         # Without targets, the model's outputs tell the task: logits, or one value per sample.
-        self.task: Task = task or _task_of(
+        self.task: Task = task or task_of(
             self._runner.run({"input": self._inputs[0]}, 0, self._runner.end, {})
         )
         self._dense = {
@@ -110,7 +113,7 @@ class Workbench:
         }
 
         self.statistics = DataStatistics(
-            self._runner, self._dense, self._batches, self.task, _as_tensor
+            self._runner, self._dense, self._batches, self.task, as_output_tensor
         )
         self._builder = MaskBuilder(
             self._layers, self._dense, self.statistics, output_layers=output_layers
@@ -238,7 +241,7 @@ class Workbench:
         BatchNorm entries are zeroed, and so are the input columns that only read them.
         """
         with self._lock:  # a run may be swapping weights on the model (functional_call, jit)
-            model = _private_copy(self.model)
+            model = private_copy(self.model)
         tensors = {**dict(model.named_buffers()), **dict(model.named_parameters())}
         with self._lock, torch.no_grad():
             specs = self._builder.resolve(plan)
@@ -254,49 +257,17 @@ class Workbench:
             param.requires_grad_(True)  # the caller may fine-tune it
         return model
 
-    def attribute(
-        self,
-        indices: Sequence[int] | torch.Tensor | int,
-        method: str = "integrated_gradients",
-        plan: PruningPlan | None = None,
-        target: Any = None,
-        **options: Any,
-    ) -> Any:
-        """Captum input attributions of validation samples on the dense model or a plan's.
+    def attribute(self, *args: Any, **options: Any) -> Any:
+        """Captum input attributions: `wb.attribute(self, ...)` (workbench.explain)."""
+        return _analysis("attribute")(self, *args, **options)
 
-        Returns a `workbench.explain.Attribution`: `.attributions` shaped like the inputs,
-        `.delta` where the method has one, `.predictions`, `.targets`, `.confidence`.
-        """
-        from workbench.explain.attributions import attribute  # lazy: Captum is slow to import
+    def layer_importance(self, *args: Any, **options: Any) -> pd.DataFrame:
+        """Per-channel Captum importance: `wb.layer_importance(self, ...)` (workbench.explain)."""
+        return _analysis("layer_importance")(self, *args, **options)
 
-        return attribute(self, indices, method, plan, target, **options)
-
-    def layer_importance(
-        self,
-        method: str = "conductance",
-        plan: PruningPlan | None = None,
-        samples: int | Sequence[int] | None = None,
-    ) -> pd.DataFrame:
-        """One row per (layer, channel) with its Captum importance (see workbench.explain)."""
-        from workbench.explain.importance import layer_importance  # lazy: Captum
-
-        return layer_importance(self, method, plan, samples)
-
-    def sensitivity(
-        self,
-        levels: Sequence[float] | None = None,
-        method: str = "l1",
-        granularity: str = "unstructured",
-        **options: Any,
-    ) -> pd.DataFrame:
-        """One row per (layer, level): the metrics with only that layer pruned to that level.
-
-        Default levels 0, 0.1, ..., 0.9, 0.95, 0.99. Options: `subset`, `bootstrap`, `seed`,
-        `confidence`, `progress` (see `workbench.analysis.sensitivity.scan`). Cached per settings.
-        """
-        from workbench.analysis.sensitivity import scan
-
-        return scan(self, levels, method, granularity, **options)
+    def sensitivity(self, *args: Any, **options: Any) -> pd.DataFrame:
+        """Each layer pruned alone to each level: `wb.sensitivity(self, ...)`."""
+        return _analysis("sensitivity")(self, *args, **options)
 
     # ---- evaluation --------------------------------------------------------------------------
 
@@ -431,7 +402,7 @@ class Workbench:
             for stop in stops:
                 result = self._runner.run(env, position, stop, weights)
                 if stop == self._runner.end:
-                    outputs.append(_as_tensor(result))
+                    outputs.append(as_output_tensor(result))
                 else:
                     saved[stop].append(result)
                     env, position = result, stop
@@ -642,74 +613,19 @@ def _env_bytes(env: dict) -> int:
     return total
 
 
-def as_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(inputs, targets) from a Dataset of (x, y) pairs or an (X, Y) tensor pair.
-
-    Inputs alone (a tensor, or an (X, None) pair) have no targets: (inputs, None).
-    """
-    if isinstance(data, torch.Tensor):
-        data = (data, None)
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and isinstance(data[0], torch.Tensor)
-        and (data[1] is None or isinstance(data[1], torch.Tensor))
-    ):
-        inputs, targets = data
-    elif isinstance(data, TensorDataset):
-        inputs, targets = data.tensors[0], data.tensors[1]
-    elif isinstance(data, Dataset):
-        n = len(data)  # type: ignore[arg-type]
-        if n == 0:
-            raise ValueError("the validation data is empty")
-        pairs = [data[i] for i in range(n)]
-        inputs = torch.stack([torch.as_tensor(x) for x, _ in pairs])
-        targets = torch.stack([torch.as_tensor(y) for _, y in pairs])
-    else:
-        raise TypeError(
-            "val_data must be a Dataset of (input, target) or an (inputs, targets) pair"
-        )
-    if inputs.shape[0] == 0:
-        raise ValueError("the validation data is empty")
-    if targets is not None and inputs.shape[0] != targets.shape[0]:
-        raise ValueError(
-            f"{inputs.shape[0]} inputs but {targets.shape[0]} targets in the validation data"
-        )
-    if inputs.is_floating_point() and not torch.isfinite(inputs).all():
-        raise ValueError("the validation inputs contain NaN or infinite values")
-    return inputs, targets
+# Analyses live above the engine and register themselves here when imported (import workbench
+# imports them all): the engine's convenience methods reach them without importing upward.
+_ANALYSES: dict[str, Callable[..., Any]] = {}
 
 
-def _as_tensor(output: Any) -> torch.Tensor:
-    """The prediction tensor of a model's output (a tensor, a 1-tuple, or a dict with logits)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output:
-        return _as_tensor(output[0])
-    if isinstance(output, dict) and "logits" in output:
-        return output["logits"]
-    raise TypeError(f"cannot read predictions from a model output of type {type(output).__name__}")
+def register_analysis(name: str, function: Callable[..., Any]) -> None:
+    _ANALYSES[name] = function
 
 
-def _private_copy(model: nn.Module) -> nn.Module:
-    """A deep copy; a TorchScript model is copied through its archive (deepcopy makes its
-    parameters non-leaf tensors, whose flags can no longer be changed)."""
-    if isinstance(model, torch.jit.ScriptModule):
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():  # TorchScript is deprecated; loaded models still run
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(model, buffer)
-            buffer.seek(0)
-            return torch.jit.load(buffer, map_location="cpu")
-    with warnings.catch_warnings():  # torch's own pytree deprecation, on exported programs
-        warnings.simplefilter("ignore", FutureWarning)
-        return copy.deepcopy(model)
-
-
-def _task_of(output: Any) -> Task:
-    """Classification for (batch, classes) logits, regression for one value per sample."""
-    out = _as_tensor(output)
-    return "classification" if out.dim() == 2 and out.shape[1] > 1 else "regression"
+def _analysis(name: str) -> Callable[..., Any]:
+    if name not in _ANALYSES:
+        raise RuntimeError(f"no {name!r} analysis is registered: import workbench first")
+    return _ANALYSES[name]
 
 
 def _graph(runner: GraphRunner) -> torch.fx.Graph | None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from workbench.errors import WorkbenchError
-from workbench.evaluate.workbench import _as_tensor
+from workbench.evaluate.modelling import as_output_tensor as _as_tensor
 from workbench.pruning.plan import PruningPlan
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.evaluate.workbench import register_analysis
 from workbench.explain._common import (
     ExplainError,
     Forward,
@@ -705,3 +706,6 @@ def _targets(
         targets = torch.tensor([int(v) for v in values], device=outputs.device)
     scores = outputs.gather(1, targets[:, None])[:, 0]
     return targets, targets, predictions, confidence, scores
+
+
+register_analysis("attribute", attribute)

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from workbench.evaluate.statistics import TaylorSum, summed_loss
-from workbench.evaluate.workbench import _private_copy
+from workbench.evaluate.modelling import private_copy as _private_copy
+from workbench.evaluate.statistics import TaylorSum, register_channel_attribution, summed_loss
+from workbench.evaluate.workbench import register_analysis
 from workbench.explain._common import (
     ExplainError,
     Forward,
@@ -714,3 +715,7 @@ def plan_cost(marked: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+register_channel_attribution(criterion_attribution)
+register_analysis("layer_importance", layer_importance)

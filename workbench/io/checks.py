@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from workbench.evaluate.graph import trace
-from workbench.evaluate.workbench import DEFAULT_CACHE_BYTES, Workbench, _as_tensor
+from workbench.evaluate.modelling import as_output_tensor as _as_tensor
+from workbench.evaluate.workbench import DEFAULT_CACHE_BYTES, Workbench
 from workbench.io.data import LoadedData
 from workbench.io.models import LoadedModel
 from workbench.io.safety import CheckError, Limits
