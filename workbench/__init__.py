@@ -27,11 +27,11 @@ from workbench.explain.attributions import attribute
 from workbench.explain.importance import layer_importance
 from workbench.io import LoadError, load_data, load_model
 from workbench.models import Demo, DemoMeta, ModelInfo, list_demos, load_demo
+from workbench.progress import Progress, drain
 from workbench.pruning.criteria import CRITERIA, Criterion, LayerContext, register_criterion
 from workbench.pruning.granularity import GRANULARITIES, Granularity
 from workbench.pruning.layers import PrunableLayer, find_prunable_layers
 from workbench.pruning.plan import SCOPES, PlanError, PruningPlan
-from workbench.progress import Progress, drain
 
 __all__ = [
     # sensitivity scans and budgets (workbench.analysis)
