@@ -43,8 +43,12 @@ class Progress(Generic[T]):
 
 def drain(events: Iterable[Progress[T]]) -> T:
     """Run a progress generator to the end and return its result (for callers showing none)."""
+    result = None
+    # Run to the end rather than return at the first result: a generator may still store its
+    # result in a cache after its last yield.
     for event in events:
         if event.finished:
-            return event.result  # type: ignore[return-value]
-    # A generator that stops without a result is a bug in the core: stay loud.
-    raise RuntimeError("the computation ended without a result")
+            result = event.result
+    if result is None:  # a generator that stops without a result is a core bug: stay loud
+        raise RuntimeError("the computation ended without a result")
+    return result

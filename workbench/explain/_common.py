@@ -11,15 +11,17 @@ import operator
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
 
 from workbench.errors import WorkbenchError
 from workbench.evaluate.modelling import as_output_tensor as _as_tensor
+from workbench.progress import Progress as Progress  # re-exported: explain yields these
+from workbench.progress import drain
 from workbench.pruning.plan import PruningPlan
 
 if TYPE_CHECKING:
@@ -39,32 +41,8 @@ class SampleIndexError(ExplainError, IndexError):
     """A sample index outside the validation set."""
 
 
-@dataclass(frozen=True)
-class Progress(Generic[T]):
-    """One step of a long computation; the last event carries the result."""
-
-    done: int
-    total: int
-    message: str = ""
-    result: T | None = None
-
-    @property
-    def fraction(self) -> float:
-        return 1.0 if self.total <= 0 else min(1.0, self.done / self.total)
-
-    @property
-    def finished(self) -> bool:
-        return self.result is not None
-
-
-def run_to_end(events: Iterator[Progress[T]]) -> T:
-    """The result of a progress generator, for callers that do not show progress."""
-    result = None
-    for event in events:
-        result = event.result
-    if result is None:
-        raise RuntimeError("the computation ended without a result")
-    return result
+# The one progress protocol (workbench.progress); run_to_end is its old name here.
+run_to_end = drain
 
 
 def fixed_batch(model: nn.Module) -> int | None:
