@@ -467,15 +467,9 @@ def torch_load(
         if refused:
             scan = PickleScan(globals=(*refused, *scan.globals), complete=True)
         raise UnsafeFileError(unsafe_pickle_message(what, scan, advice))
-    warnings.warn(
-        f"{what} was unpickled with the full unpickler because you trusted it: that ran any "
-        "code it contains",
-        stacklevel=2,
+    return _trusted_unpickle(
+        lambda: _TORCH_LOAD(io.BytesIO(data), map_location="cpu", weights_only=False), what
     )
-    try:
-        return _TORCH_LOAD(io.BytesIO(data), map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - the file's own code may raise anything
-        raise FormatError(f"{what} failed to unpickle: {_first_line(error)}") from None
 
 
 # ---- no code from files, by construction ---------------------------------------------------------
@@ -619,13 +613,18 @@ def _plain_pickle(data: bytes, trust: bool, what: str, advice: str) -> Any:
         raise FormatError(f"{what} is a truncated or corrupt pickle: it ends before its STOP")
     if not trust:
         raise UnsafeFileError(unsafe_pickle_message(what, scan, advice))
+    return _trusted_unpickle(lambda: pickle.loads(data), what)  # noqa: S301 - trusted
+
+
+def _trusted_unpickle(load: Callable[[], Any], what: str) -> Any:
+    """The full unpickler, for a local file the user trusts: warned, and its errors one line."""
     warnings.warn(
         f"{what} was unpickled with the full unpickler because you trusted it: that ran any "
         "code it contains",
-        stacklevel=3,
+        stacklevel=4,
     )
     try:
-        return pickle.loads(data)  # noqa: S301 - the user chose to trust this file
+        return load()
     except Exception as error:  # noqa: BLE001 - the file's own code may raise anything
         raise FormatError(f"{what} failed to unpickle: {_first_line(error)}") from None
 
