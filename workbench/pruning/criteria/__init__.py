@@ -1,16 +1,28 @@
-"""Pruning criteria, by name. Adding one: a class in its own file, and one line here."""
+"""Pruning criteria, by name. Adding one: a class in its own file (or an instance of one whose
+variants differ by a constant), and one line here."""
 
+from workbench.pruning.criteria._attribution import (
+    CONDUCTANCE,
+    GRADIENT_X_ACTIVATION,
+    ChannelAttribution,
+)
 from workbench.pruning.criteria.base import Criterion, LayerContext, LayerStatistics
-from workbench.pruning.criteria.conductance import Conductance
-from workbench.pruning.criteria.gradient_activation import GradientActivation
-from workbench.pruning.criteria.l1 import L1
-from workbench.pruning.criteria.l2 import L2
+from workbench.pruning.criteria.magnitude import Magnitude
 from workbench.pruning.criteria.random import Random
 from workbench.pruning.criteria.taylor import Taylor
 from workbench.pruning.criteria.wanda import Wanda
 
 CRITERIA: dict[str, Criterion] = {
-    c.name: c() for c in (L1, L2, Random, Taylor, Wanda, Conductance, GradientActivation)
+    c.name: c
+    for c in (
+        Magnitude(1),
+        Magnitude(2),
+        Random(),
+        Taylor(),
+        Wanda(),
+        CONDUCTANCE,
+        GRADIENT_X_ACTIVATION,
+    )
 }
 
 
@@ -20,4 +32,12 @@ def register_criterion(criterion: Criterion) -> Criterion:
     return criterion
 
 
-__all__ = ["CRITERIA", "Criterion", "LayerContext", "LayerStatistics", "register_criterion"]
+__all__ = [
+    "CRITERIA",
+    "ChannelAttribution",
+    "Criterion",
+    "LayerContext",
+    "LayerStatistics",
+    "Magnitude",
+    "register_criterion",
+]

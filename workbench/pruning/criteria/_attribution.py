@@ -14,8 +14,6 @@ Layers whose inputs cannot be observed split the score by |w| alone.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from workbench.pruning.criteria.base import Criterion, LayerContext
@@ -24,9 +22,12 @@ from workbench.pruning.criteria.base import Criterion, LayerContext
 class ChannelAttribution(Criterion):
     """Scores weights by their output channel's attribution (see the module docstring)."""
 
-    #: The layer-importance method (workbench.explain.importance.LAYER_METHODS) it ranks by.
-    attribution: ClassVar[str]
     needs_data = True
+
+    def __init__(self, attribution: str, label: str, description: str) -> None:
+        #: The layer-importance method (workbench.explain LAYER_METHODS) it ranks by.
+        self.attribution = attribution
+        self.name, self.label, self.description = attribution, label, description
 
     def scores(self, context: LayerContext) -> torch.Tensor:
         layer, weight = context.layer, context.weight.detach().double().cpu()
@@ -41,3 +42,20 @@ class ChannelAttribution(Criterion):
         uniform = torch.full_like(rows, 1.0 / rows.shape[1])
         share = torch.where(totals > 0, rows / totals.clamp_min(1e-300), uniform)
         return (share * channel[:, None]).reshape(weight.shape)
+
+
+CONDUCTANCE = ChannelAttribution(
+    "conductance",
+    "Conductance (Captum)",
+    "Removes the channels through which the least of the prediction flows: Captum's "
+    "LayerConductance (Integrated Gradients at the layer) on the dense model, mean absolute "
+    "over validation samples. Single weights: the channel's score split by |w|·‖x‖.",
+)
+GRADIENT_X_ACTIVATION = ChannelAttribution(
+    "gradient_x_activation",
+    "Gradient × activation (Captum)",
+    "Removes the channels whose output times the prediction's gradient is smallest "
+    "(Captum's LayerGradientXActivation on the dense model, mean absolute over validation "
+    "samples): a first-order estimate of what losing the channel costs. Single weights: "
+    "the channel's score split by |w|·‖x‖.",
+)

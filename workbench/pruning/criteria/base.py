@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import torch
 
@@ -15,7 +15,7 @@ class LayerStatistics(Protocol):
     """Data-dependent statistics of the dense model, computed once on demand for all layers."""
 
     def taylor(self, layer: PrunableLayer) -> torch.Tensor:
-        """Σ over batches of |w · ∂L/∂w|, shaped like the weight."""
+        """|w · ∂L/∂w|, L the mean loss over the whole data set, shaped like the weight."""
         ...
 
     def input_norm(self, layer: PrunableLayer) -> torch.Tensor:
@@ -43,13 +43,14 @@ class Criterion(ABC):
     with norm 1 is a channel's L1 norm, |w| with norm 2 its L2 norm.
     """
 
-    name: ClassVar[str]
-    label: ClassVar[str]
-    description: ClassVar[str]
+    # Class attributes, or set per instance where variants differ by a constant (Magnitude(p)).
+    name: str
+    label: str
+    description: str
     #: Statistics the criterion reads, so callers can warn that it runs the data through the model.
-    needs_data: ClassVar[bool] = False
+    needs_data: bool = False
     #: The p of the norm that scores a unit from its weights' scores (ln_structured's n).
-    norm: ClassVar[float] = 1
+    norm: float = 1
 
     @abstractmethod
     def scores(self, context: LayerContext) -> torch.Tensor:
