@@ -448,3 +448,15 @@ def test_cli_csv_equals_the_api(tmp_path, capsys) -> None:
     assert len(printed) == 1 + 9
     assert cli_main([*argv[:3], "--levels", "0,2"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_iter_scan_is_the_one_progress_protocol() -> None:
+    demo = wb.load_demo("digits-mlp")
+    bench = wb.Workbench(demo.model, demo.val)
+    wb.analysis.clear_cache(bench)
+    events = list(wb.iter_scan(bench, levels=[0, 0.5]))
+    assert all(isinstance(e, wb.Progress) for e in events)
+    assert [e.finished for e in events] == [False] * (len(events) - 1) + [True]
+    assert events[-2].fraction == 1.0 and " at " in events[0].message
+    pd.testing.assert_frame_equal(events[-1].result, wb.sensitivity(bench, levels=[0, 0.5]))
+    assert wb.drain(wb.iter_scan(bench, levels=[0, 0.5])).equals(events[-1].result)

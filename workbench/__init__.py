@@ -15,6 +15,7 @@ from workbench.analysis import (
     Proposal,
     ScanError,
     ScanProgress,
+    iter_scan,
     scan_iter,
     solve_budget,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Proposal",
     "ScanError",
     "ScanProgress",
+    "iter_scan",
     "scan_iter",
     "sensitivity",
     "solve_budget",

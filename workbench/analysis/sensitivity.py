@@ -47,6 +47,7 @@ from workbench.evaluate.metrics import (
     reduce_terms,
 )
 from workbench.evaluate.workbench import Workbench, register_analysis
+from workbench.progress import Progress
 from workbench.pruning.criteria import CRITERIA
 from workbench.pruning.plan import PruningPlan
 
@@ -79,17 +80,11 @@ class ScanError(WorkbenchError):
 
 
 @dataclass(frozen=True)
-class ScanProgress:
+class ScanProgress(Progress[pd.DataFrame]):
     """One measured point: `done` of `total`, the last one being `layer` pruned to `level`."""
 
-    done: int
-    total: int
-    layer: str
-    level: float
-
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
+    layer: str = ""
+    level: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -158,10 +153,28 @@ def scan_iter(
     Settings are checked before the first point, so a bad setting raises at once. A cached scan
     yields its DataFrame only.
     """
-    settings = ScanSettings.of(
+    events = iter_scan(bench, levels, method, granularity, subset, bootstrap, seed, confidence)
+    return (event.result if event.finished else event for event in events)
+
+
+def iter_scan(
+    bench: Workbench,
+    levels: Iterable[float] | None = None,
+    method: str = "l1",
+    granularity: str = "unstructured",
+    subset: int | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Iterator[Progress[pd.DataFrame]]:
+    """The scan as `Progress` events (one per point; the last carries the DataFrame)."""
+    settings = ScanSettings.of(  # checked now, so a bad setting raises at once
         bench, levels, method, granularity, subset, bootstrap, seed, confidence
     )
-    return _scan_events(bench, settings)
+    return (
+        Progress(1, 1, "done", event) if isinstance(event, pd.DataFrame) else event
+        for event in _scan_events(bench, settings)
+    )
 
 
 def scan(
@@ -285,7 +298,7 @@ def _scan_events(bench: Workbench, settings: ScanSettings) -> Iterator[ScanProgr
             previous = (mask, values)
             rows[(layer, level)] = values
             done += 1
-            yield ScanProgress(done, total, layer, level)
+            yield ScanProgress(done, total, f"{layer} at {level:.0%}", layer=layer, level=level)
     frame = _frame(layers, settings, rows, evaluator)
     _cache_put(bench, settings, frame)  # only a completed scan reaches this line
     yield _copy(frame)
