@@ -34,6 +34,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
@@ -139,21 +140,14 @@ class ScanSettings:
 
 
 def scan_iter(
-    bench: Workbench,
-    levels: Iterable[float] | None = None,
-    method: str = "l1",
-    granularity: str = "unstructured",
-    subset: int | None = None,
-    bootstrap: int = 0,
-    seed: int = 0,
-    confidence: float = DEFAULT_CONFIDENCE,
+    bench: Workbench, *args: Any, **settings: Any
 ) -> Iterator[ScanProgress | pd.DataFrame]:
-    """Yield a `ScanProgress` after each point, then the scan's DataFrame (see `scan`).
+    """`iter_scan`'s events, its last one as the bare DataFrame (the older form; see `scan`).
 
     Settings are checked before the first point, so a bad setting raises at once. A cached scan
     yields its DataFrame only.
     """
-    events = iter_scan(bench, levels, method, granularity, subset, bootstrap, seed, confidence)
+    events = iter_scan(bench, *args, **settings)
     return (event.result if event.finished else event for event in events)
 
 
