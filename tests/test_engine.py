@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import workbench as wb
 from workbench.evaluate.graph import trace
 from workbench.evaluate.metrics import compute_metrics
+from workbench.evaluate.size import total_size
 
 AMOUNTS = (0.0, 0.1, 0.37, 0.5, 0.9, 1.0)  # floats: prune reads an int amount as a count
 
@@ -954,6 +955,26 @@ def test_size_accounting(name: str) -> None:
         elif plan.granularity == "unstructured":
             previous = size
     assert b.dense_size["flops_effective"] == flops
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_tensor_sizes_are_the_pruned_models_tensors_and_total_the_report(name: str) -> None:
+    b = bench(name)
+    for plan in (
+        wb.PruningPlan(),
+        wb.PruningPlan.uniform(b.layer_names, 0.6),
+        wb.PruningPlan(sparsity={b.layer_names[0]: 0.5}, granularity="channel"),
+        wb.PruningPlan(sparsity={b.layer_names[-1]: 0.5}, granularity="channel"),
+    ):
+        sizes = b.tensor_sizes(plan)
+        params = dict(b.pruned_model(plan).named_parameters())
+        assert set(sizes) == set(params)
+        for tensor, size in sizes.items():
+            assert size.params == params[tensor].numel(), tensor
+            assert size.nonzero == int(torch.count_nonzero(params[tensor])), tensor
+        report = b.evaluate(plan).size
+        flops = report["flops_dense"], report["flops_effective"]
+        assert total_size(list(sizes.values()), *flops) == report
 
 
 @pytest.mark.parametrize("name", ALL_CASES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from operator import attrgetter
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -137,7 +138,7 @@ class Workbench:
         self._other_params = {
             name: p for name, p in self.model.named_parameters() if name not in self._dense
         }
-        self.dense_size = self._size({})
+        self.dense_size = self._size(self._tensor_sizes({}))
 
     # ---- public API --------------------------------------------------------------------------
 
@@ -211,22 +212,75 @@ class Workbench:
                 self._reports.move_to_end(key)
                 return _fresh_copy(cached, plan, notes)
             outputs = self._forward(specs, self._overrides(specs))
-            report = Report(
-                plan=plan,
-                task=self.task if self.labelled else label_free_task(self.task),
-                metrics=compute_metrics(self.task, outputs, self.targets, self.dense_outputs),
-                dense_metrics=dict(self.dense_metrics),
-                size=self._size(specs),
-                dense_size=self.dense_size,
-                layers=self._layer_table(specs),
-                class_names=self.class_names,
-                confusion=self._confusion(outputs),
-                dense_confusion=self._dense_confusion,
-            )
+            report = self._report(plan, specs, outputs, self._tensor_sizes(specs))
             self._reports[key] = report
             if len(self._reports) > REPORT_CACHE_SIZE:
                 self._reports.popitem(last=False)
             return _fresh_copy(report, plan, notes)
+
+    def tensor_sizes(self, plan: PruningPlan) -> dict[str, TensorSize]:
+        """{parameter name: its storage figures under the plan} for every parameter of the
+        model, without running it: `evaluate(plan).size` totals these (`size.total_size`).
+
+        Under a channel plan a layer's weight (`PrunableLayer.weight_name`) also loses the
+        input columns that read removed channels, and removed channels' biases and norm
+        entries are zero.
+        """
+        with self._lock:
+            return self._tensor_sizes(self._builder.resolve(plan))
+
+    def evaluate_model(self, model: nn.Module, plan: PruningPlan) -> Report:
+        """The report of `model`, a trained copy of `pruned_model(plan)` (same parameter names),
+        on the validation set: its outputs, and the sizes of its own tensors counted as the
+        plan's (a fresh evaluation, nothing cached)."""
+        outputs = self._outputs_of(model)
+        with self._lock:
+            specs = self._builder.resolve(plan)
+            names = list(self._tensor_sizes(specs))  # the engine's order: totals round alike
+            sparse = {
+                layer.weight_name
+                for layer in self._layers
+                if layer.name in specs or self._dead_inputs(layer, specs)
+            }
+        sizes = {
+            name: TensorSize.of(attrgetter(name)(model).detach(), sparse=name in sparse)
+            for name in names
+        }
+        report = self._report(plan, specs, outputs, sizes)
+        report.notes.extend(self._builder.skipped(plan).values())
+        return report
+
+    def model_metrics(self, model: nn.Module) -> dict[str, float]:
+        """The metrics of `model` (a trained copy of this one) on the validation set."""
+        outputs = self._outputs_of(model)
+        return compute_metrics(self.task, outputs, self.targets, self.dense_outputs)
+
+    def kept(self, plan: PruningPlan) -> dict[str, torch.Tensor]:
+        """{parameter or buffer name: bool mask, True = kept} of every tensor the plan zeroes:
+        the pruned layers' weights (with the input columns that read removed channels), and the
+        per-channel entries (biases, BatchNorm) of removed channels. `pruned_model` writes these
+        zeros; fine-tuning holds them."""
+        with self._lock:
+            specs = self._builder.resolve(plan)
+            masks: dict[str, torch.Tensor] = {}
+            for layer in self._layers:
+                spec, dead = specs.get(layer.name), self._dead_inputs(layer, specs)
+                if spec is None and not dead:
+                    continue
+                keep = (
+                    self._builder.mask(layer.name, spec)
+                    if spec is not None
+                    else torch.ones(layer.shape, dtype=torch.bool, device=self.device)
+                )
+                if dead:
+                    columns = self._dead_columns(layer, dead).to(keep.device)
+                    keep = keep & ~columns.view(1, -1, *(1,) * (keep.dim() - 2))
+                masks[layer.weight_name] = keep
+            for name, spec in specs.items():
+                removed = self._removed_channels(name, spec)
+                for tensor_name in self._zeroed_entries(name, spec):
+                    masks[tensor_name] = ~removed.to(self.device)
+            return masks
 
     def outputs(self, plan: PruningPlan) -> torch.Tensor:
         """The pruned model's outputs on the validation inputs."""
@@ -499,13 +553,17 @@ class Workbench:
             self._sizes[key] = TensorSize.of(weight, sparse=spec is not None or bool(dead))
         return self._sizes[key]
 
-    def _other_sizes(self, specs: dict[str, MaskSpec]) -> list[TensorSize]:
+    def _tensor_sizes(self, specs: dict[str, MaskSpec]) -> dict[str, TensorSize]:
+        sizes = {layer.weight_name: self._tensor_size(layer, specs) for layer in self._layers}
+        return {**sizes, **self._other_sizes(specs)}
+
+    def _other_sizes(self, specs: dict[str, MaskSpec]) -> dict[str, TensorSize]:
         """Sizes of the other parameters (biases, norms), with removed channels' entries zeroed."""
         zeroed_by = {}
         for name, spec in specs.items():
             for tensor_name in self._zeroed_entries(name, spec):
                 zeroed_by[tensor_name] = (name, spec)
-        sizes = []
+        sizes = {}
         for tensor_name, param in self._other_params.items():
             key = (tensor_name, zeroed_by.get(tensor_name))
             if key not in self._sizes:
@@ -513,27 +571,57 @@ class Workbench:
                 if key[1] is not None:
                     value = self._zeroed_entries(*key[1])[tensor_name]
                 self._sizes[key] = TensorSize.of(value, sparse=False)  # stored dense
-            sizes.append(self._sizes[key])
+            sizes[tensor_name] = self._sizes[key]
         return sizes
 
-    def _size(self, specs: dict[str, MaskSpec]) -> dict[str, float]:
-        sizes = {layer.name: self._tensor_size(layer, specs) for layer in self._layers}
+    def _report(
+        self,
+        plan: PruningPlan,
+        specs: dict[str, MaskSpec],
+        outputs: torch.Tensor,
+        sizes: dict[str, TensorSize],
+    ) -> Report:
+        return Report(
+            plan=plan,
+            task=self.task if self.labelled else label_free_task(self.task),
+            metrics=compute_metrics(self.task, outputs, self.targets, self.dense_outputs),
+            dense_metrics=dict(self.dense_metrics),
+            size=self._size(sizes),
+            dense_size=self.dense_size,
+            layers=self._layer_table(specs, sizes),
+            class_names=self.class_names,
+            confusion=self._confusion(outputs),
+            dense_confusion=self._dense_confusion,
+        )
+
+    def _outputs_of(self, model: nn.Module) -> torch.Tensor:
+        """Another model's outputs on the validation inputs, in evaluation mode."""
+        training = model.training
+        try:
+            model.eval()
+            with torch.no_grad():
+                return torch.cat([as_output_tensor(model(batch)) for batch in self._inputs])
+        finally:
+            model.train(training)
+
+    def _size(self, sizes: dict[str, TensorSize]) -> dict[str, float]:
+        nonzero = {layer.name: sizes[layer.weight_name].nonzero for layer in self._layers}
         effective = effective_flops(
             self._flops_dense,
             (
-                (self._layer_flops.get(layer.name, 0), sizes[layer.name].nonzero, layer.params)
+                (self._layer_flops.get(layer.name, 0), nonzero[layer.name], layer.params)
                 for layer in self._layers
             ),
         )
-        return total_size(
-            [*sizes.values(), *self._other_sizes(specs)], self._flops_dense, effective
-        )
+        return total_size(list(sizes.values()), self._flops_dense, effective)
 
-    def _layer_table(self, specs: dict[str, MaskSpec]) -> pd.DataFrame:
+    def _layer_table(
+        self, specs: dict[str, MaskSpec], sizes: dict[str, TensorSize]
+    ) -> pd.DataFrame:
         rows = []
         for layer in self._layers:
             spec = specs.get(layer.name)
-            size = self._tensor_size(layer, specs)
+            size = sizes[layer.weight_name]
             dead = self._dead_inputs(layer, specs)
             rows.append(
                 {
