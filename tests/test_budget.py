@@ -186,3 +186,50 @@ def test_channel_proposals_leave_the_output_layer_alone() -> None:
     for proposal in wb.solve_budget(bench, scan, wb.Budget(target=0.5, kind="sparsity")):
         assert proposal.plan.sparsity.get("classifier.3", 0.0) == 0.0, proposal.plan.sparsity
         assert all(v < 1.0 for v in proposal.plan.sparsity.values())
+
+
+# ---- the form's units --------------------------------------------------------------------------
+
+
+def test_from_form_reads_percents_and_points() -> None:
+    budget = Budget.from_form(
+        "accuracy",
+        80,
+        max_drop=2,
+        locked={"a": 30},
+        min_sparsity={"b": 10, "c": 0},
+        max_sparsity={"b": 100, "c": 90},
+    )
+    expected = Budget(
+        target=0.8,
+        max_drop=0.02,
+        locked={"a": 0.3},
+        min_sparsity={"b": 0.1},  # 0 % and 100 % are no bound
+        max_sparsity={"c": 0.9},
+        metric="accuracy",
+    )
+    assert budget == expected
+    # Counts stay counts; a loss's drop is in its own units.
+    assert Budget.from_form("mse", 5000, "params", max_drop=0.5) == Budget(
+        target=5000, kind="params", max_drop=0.5, metric="mse"
+    )
+    assert Budget.drop_from_form("accuracy", 1.5) == 0.015
+    assert Budget.drop_from_form("r2", 0.05) == 0.05
+    # "drop": the most sparsity within the max drop, no target.
+    most = Budget.from_form("accuracy", None, "drop", max_drop=2, whole_layers=True)
+    assert most == Budget(max_drop=0.02, metric="accuracy", whole_layers=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "options", "words"),
+    [
+        (("accuracy", 120), {}, "between 0 and 1"),
+        (("accuracy", 50, "drop"), {"max_drop": 2}, "takes no target"),
+        (("accuracy", None, "drop"), {}, "give a target, a maximum drop"),
+        (("accuracy", 50), {"max_sparsity": {"a": "x"}}, "must be a number"),
+        (("accuracy", 50), {"max_drop": float("nan")}, "finite"),
+    ],
+)
+def test_from_form_errors_are_budget_errors(args, options, words) -> None:
+    with pytest.raises(BudgetError, match=words):
+        Budget.from_form(*args, **options)

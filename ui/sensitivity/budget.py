@@ -122,19 +122,16 @@ def form(ctx: Context, metric: str) -> Budget | None:
     if kind == "drop" and drop_value is None:
         st.warning("Give a max drop: without a target, the solver needs one.")
         return None
-    locked = {row.layer: row.current / 100 for row in edited.itertuples() if row.lock}
-    free = edited[~edited["lock"]]
+    locks, free = edited[edited["lock"]], edited[~edited["lock"]]
     with guard("Cannot solve this budget"):
-        return Budget(
-            target=None if value is None else (value / 100 if kind == "sparsity" else value),
-            kind="sparsity" if kind == "drop" else kind,
-            locked=locked,
-            min_sparsity={r.layer: r.min / 100 for r in free.itertuples() if r.min > 0},
-            max_sparsity={r.layer: r.max / 100 for r in free.itertuples() if r.max < 100},
-            max_drop=None
-            if drop_value is None
-            else (drop_value / 100 if percent else float(drop_value)),
-            metric=metric,
+        return Budget.from_form(
+            metric,
+            value,
+            kind,
+            max_drop=drop_value,
+            locked=dict(zip(locks["layer"], locks["current"], strict=True)),
+            min_sparsity=dict(zip(free["layer"], free["min"], strict=True)),
+            max_sparsity=dict(zip(free["layer"], free["max"], strict=True)),
             whole_layers=bool(whole),
         )
     return None

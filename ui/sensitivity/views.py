@@ -8,7 +8,7 @@ import streamlit as st
 from ui import widgets
 from ui.sensitivity import Context, drop_text, key
 from workbench import CRITERIA, GRANULARITIES, plots
-from workbench.analysis import ScanSettings, drop_table, tolerated_sparsity
+from workbench.analysis import Budget, ScanSettings, drop_table, tolerated_sparsity
 
 
 def render(ctx: Context, frame: pd.DataFrame, settings: ScanSettings) -> str:
@@ -95,7 +95,7 @@ def ranking(ctx: Context, frame: pd.DataFrame, metric: str) -> None:
         format="%.2f" if percent else "%.4f",
         key=key(f"allowed-{metric}"),
     )
-    max_drop = allowed / 100 if percent else allowed
+    max_drop = Budget.drop_from_form(metric, allowed)
     label = drop_text(metric, max_drop)
     note.caption(
         f"For each layer, the largest scanned level with no level up to it costing more than "

@@ -51,7 +51,7 @@ import pandas as pd
 
 from workbench.analysis.sensitivity import primary_metric
 from workbench.errors import WorkbenchError
-from workbench.evaluate.metrics import HIGHER_IS_BETTER, clamp_metric, compute_metrics
+from workbench.evaluate.metrics import HIGHER_IS_BETTER, METRICS, clamp_metric, compute_metrics
 from workbench.evaluate.report import Report
 from workbench.evaluate.size import effective_flops
 from workbench.evaluate.workbench import Workbench
@@ -161,6 +161,58 @@ class Budget:
                 raise BudgetError(
                     f"layer {layer!r}: minimum sparsity {low:.0%} is above its maximum {high:.0%}"
                 )
+
+    @classmethod
+    def from_form(
+        cls,
+        metric: str,
+        target: float | None = None,
+        kind: str = "sparsity",
+        *,
+        max_drop: float | None = None,
+        locked: Mapping[str, float] | None = None,
+        min_sparsity: Mapping[str, float] | None = None,
+        max_sparsity: Mapping[str, float] | None = None,
+        whole_layers: bool = False,
+    ) -> Budget:
+        """A budget from a form's units: sparsities (a sparsity target, locked layers' levels,
+        per-layer bounds) in percent, counts as they are, and the max drop as `drop_from_form`
+        reads it. `kind="drop"`: no target, the most sparsity within the max drop. A minimum
+        of 0 % or a maximum of 100 % is no bound."""
+        if kind == "drop":
+            if target is not None:
+                raise BudgetError("the most sparsity within the max drop takes no target")
+            kind = "sparsity"
+        if target is not None and kind == "sparsity":
+            _check_number("the sparsity target", target)
+            target = target / 100
+
+        def fractions(percents: Mapping[str, float] | None, skip: float | None = None) -> dict:
+            out = {}
+            for layer, value in (percents or {}).items():
+                _check_number(f"the sparsity of {layer!r}", value)
+                if value != skip:
+                    out[layer] = value / 100
+            return out
+
+        return cls(
+            target=target,
+            kind=kind,
+            locked=fractions(locked),
+            min_sparsity=fractions(min_sparsity, skip=0),
+            max_sparsity=fractions(max_sparsity, skip=100),
+            max_drop=None if max_drop is None else cls.drop_from_form(metric, max_drop),
+            metric=metric,
+            whole_layers=whole_layers,
+        )
+
+    @staticmethod
+    def drop_from_form(metric: str, value: float) -> float:
+        """A drop of the metric in its units, from a form's: points for a percentage metric
+        (2 pp of accuracy is 0.02), else the metric's own units."""
+        _check_number("the max drop", value)
+        known = METRICS.get(metric)
+        return value / 100 if known is not None and known.is_percentage else float(value)
 
 
 @dataclass(frozen=True)
@@ -388,7 +440,7 @@ class _Accounting:
     """Target figures of per-layer states, as the engine's size report computes them.
 
     A layer's state is (non-zeros, stored bytes), read from the engine's own per-tensor
-    figures (evaluate/size.py, `Workbench._size`), so a whole plan's figures equal its report's.
+    figures (`Workbench.tensor_sizes`), so a whole plan's figures equal its report's.
     """
 
     def __init__(self, bench: Workbench) -> None:
@@ -396,6 +448,7 @@ class _Accounting:
         self.names = list(bench.layer_names)
         layers = {layer.name: layer for layer in bench.prunable_layers}
         self.params = {n: layers[n].params for n in self.names}
+        self.weights = {n: layers[n].weight_name for n in self.names}
         table = bench.layers
         self.flops = dict(zip(table["name"], table["flops"], strict=True))
         self.dense = bench.dense_size
@@ -410,14 +463,12 @@ class _Accounting:
         per-tensor figures, and the non-zeros of the other parameters: under a channel plan a
         layer also loses the input columns that read removed channels, and the removed
         channels' biases and norm entries are zero."""
-        bench = self.bench
-        # TODO(issue 12): a public per-tensor size of a plan on Workbench replaces these
-        # private reads.
-        with bench._lock:
-            specs = bench._builder.resolve(plan)
-            sizes = {layer.name: bench._tensor_size(layer, specs) for layer in bench._layers}
-            others = sum(t.nonzero for t in bench._other_sizes(specs))
-        return {n: (sizes[n].nonzero, sizes[n].sparse_bytes) for n in self.names}, others
+        sizes = self.bench.tensor_sizes(plan)
+        states = {}
+        for name, weight in self.weights.items():
+            size = sizes.pop(weight)
+            states[name] = (size.nonzero, size.sparse_bytes)
+        return states, sum(size.nonzero for size in sizes.values())
 
     def of_plan(self, plan: PruningPlan) -> dict[str, float]:
         """Target figures of a whole plan: `bench.evaluate(plan).size`'s, without evaluating."""
