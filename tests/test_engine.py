@@ -904,6 +904,15 @@ def test_wanda_on_a_layer_inside_attention_is_a_clear_error() -> None:
     check_report(case("transformer"), b, wb.PruningPlan(sparsity={"attn.out_proj": 0.5}))
 
 
+def test_a_criterion_that_cannot_score_a_layer_is_a_plan_error() -> None:
+    """The app shows a WorkbenchError as a message; anything else is a bug and stays loud."""
+    b = bench("transformer")
+    for granularity in ("unstructured", "channel"):
+        plan = wb.PruningPlan({"attn.out_proj": 0.5}, method="wanda", granularity=granularity)
+        with pytest.raises(wb.PlanError, match="choose another criterion"):
+            b.evaluate(plan)
+
+
 # ---- size accounting --------------------------------------------------------------------------
 
 

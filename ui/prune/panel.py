@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import loaders, state, widgets
+from ui.guard import guard
 from ui.prune.callbacks import (
     _on_option,
     _reset,
@@ -12,7 +13,6 @@ from ui.prune.callbacks import (
 )
 from ui.prune.controls import _layer_controls
 from ui.prune.results import _results
-from ui.text import plain
 from workbench import CRITERIA, GRANULARITIES, SCOPES
 
 
@@ -58,11 +58,11 @@ def render() -> None:
 
     # The sliders are drawn whatever happens to the evaluation: a control that vanishes on an
     # error comes back empty (Streamlit forgets the state of widgets it did not draw).
-    try:
+    report = None
+    with guard("This plan cannot be evaluated") as outcome:
+        # e.g. a criterion that cannot score one of this model's layers (a PlanError)
         report = bench.evaluate(plan)
-    except ValueError as error:  # e.g. a criterion that cannot score one of this model's layers
-        report = None
-        st.error(plain(f"This plan cannot be evaluated: {error}"), icon=":material/error:")
+    if outcome.failed:
         st.button("Back to dense, keep the settings", on_click=_reset)
     if report is not None:
         widgets.metric_cards(report)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from workbench.evaluate.graph import GraphRunner
 from workbench.pruning.layers import PrunableLayer
+from workbench.pruning.plan import PlanError
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
@@ -41,7 +42,7 @@ class DataStatistics:
         if self._input_sq is None:
             self._input_sq = self._compute_input_squares()
         if layer.weight_name not in self._input_sq:
-            raise ValueError(
+            raise PlanError(
                 f"the inputs of layer {layer.name!r} cannot be observed (it runs inside another "
                 "module), so the wanda criterion cannot score it; choose another criterion"
             )
@@ -62,7 +63,7 @@ class DataStatistics:
                 classification=self._task == "classification",
             )
         if layer.name not in computed[method]:
-            raise ValueError(
+            raise PlanError(
                 f"layer {layer.name!r} cannot be hooked (it is not a regular module), so the "
                 f"{method} criterion cannot score its channels; choose another criterion for it"
             )
