@@ -207,7 +207,7 @@ def test_sensitivity_takes_your_model_and_data(tiny, capsys, tmp_path) -> None:
 
     model = wio.load_model(tiny["tiny.pt2"])
     data = wio.load_data(tiny["tiny.csv"], target="label")
-    *_, done = wio.build_workbench(model, data, name="tiny.pt2")
+    done = wio.run_build(model, data, name="tiny.pt2")
     expected = done.bench.sensitivity(levels=(0, 0.5))
     scan = pd.read_csv(csv, dtype={"layer": str})  # layer names "0", "2" are not numbers
     pd.testing.assert_frame_equal(scan, expected, check_exact=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -20,6 +21,7 @@ from workbench import ModelInfo, Workbench
 from workbench.io import (
     DEFAULT_LIMITS,
     NORMALISATIONS,
+    BuildResult,
     CheckReport,
     Limits,
     LoadedData,
@@ -32,8 +34,10 @@ from workbench.io import (
     load_model,
 )
 from workbench.io.safety import MB
+from workbench.progress import Progress, drain
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Off unless the person running the server sets WORKBENCH_LOCAL_CODE=1: paths on this machine,
 #: architecture files and trusted pickles read files and run code on the machine serving the
@@ -193,54 +197,59 @@ def stage(
     caps: Limits = DEFAULT_LIMITS,
 ) -> Staged:
     """Load the model and the data and check them together; every failure as a message."""
-    loaded_model = loaded_data = None
-    model_error = data_error = None
+    loaded_model = loaded_data = report = None
+    model_error = data_error = check_error = None
     if model is not None:
-        try:
-            loaded_model = stage_model(model, model_options, caps)
-        except Exception as error:  # noqa: BLE001 - shown, never raised
-            model_error = _message(error, f"loading {model.name!r}")
+        loaded_model, model_error = _attempt(
+            f"loading {model.name!r}", lambda: stage_model(model, model_options, caps)
+        )
     if data is not None:
-        try:
-            loaded_data = stage_data(
+        loaded_data, data_error = _attempt(
+            f"loading {data.name!r}",
+            lambda: stage_data(
                 data,
                 data_options,
                 caps,
                 tokenizer=loaded_model.tokenizer if loaded_model else None,
                 model_classes=loaded_model.class_names if loaded_model else (),
-            )
-        except Exception as error:  # noqa: BLE001 - shown, never raised
-            data_error = _message(error, f"loading {data.name!r}")
-    report = None
-    error = model_error or data_error
+            ),
+        )
     if loaded_model is not None and loaded_data is not None:
-        try:
-            report = check(loaded_model, loaded_data, limits=caps)
-        except Exception as error_:  # noqa: BLE001 - shown, never raised
-            error = _message(error_, "checking the model with the data")
-    return Staged(
-        model=loaded_model,
-        data=loaded_data,
-        report=report,
-        error=error,
-        model_error=model_error,
-        data_error=data_error,
-    )
+        report, check_error = _attempt(
+            "checking the model with the data",
+            lambda: check(loaded_model, loaded_data, limits=caps),
+        )
+    error = model_error or data_error or check_error
+    return Staged(loaded_model, loaded_data, report, error, model_error, data_error)
 
 
-def build(staged: Staged, key: str, progress: Callable[[float, str], None] | None = None) -> Built:
-    """The Workbench for staged files, reporting progress; errors as a message."""
+def build(
+    staged: Staged,
+    key: str,
+    run: Callable[[Iterator[Progress[BuildResult]]], BuildResult] = drain,
+) -> Built:
+    """The Workbench for staged files; errors as a message.
+
+    `run` consumes the build's progress events and returns their result: `drain` shows nothing,
+    the page passes `ui.progress.show` to draw a bar.
+    """
     if not staged.ready or staged.model is None or staged.data is None:
         return Built(error=staged.error or "load a model and its data, and fix the checks first")
+    model, data = staged.model, staged.data
+    done, error = _attempt(
+        "building the workbench", lambda: run(build_workbench(model, data, name=key))
+    )
+    if done is None:
+        return Built(error=error)
+    return Built(info=done.info, bench=done.bench)
+
+
+def _attempt(what: str, work: Callable[[], T]) -> tuple[T | None, str | None]:
+    """`work()`'s value, or None and the message of what went wrong while doing `what`."""
     try:
-        for event in build_workbench(staged.model, staged.data, name=key):
-            if progress is not None:
-                progress(event.fraction, event.message)
-            if event.bench is not None:
-                return Built(info=event.info, bench=event.bench)
+        return work(), None
     except Exception as error:  # noqa: BLE001 - shown, never raised
-        return Built(error=_message(error, "building the workbench"))
-    return Built(error="building the workbench stopped before it finished")
+        return None, _message(error, what)
 
 
 def handle_upload(

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
 
 from workbench.evaluate import Workbench
 from workbench.models import list_demos, load_demo
+from workbench.progress import Progress, drain
 from workbench.pruning.plan import PlanError, PruningPlan
+
+T = TypeVar("T")
 
 
 def add_source_options(command: argparse.ArgumentParser) -> None:
@@ -57,6 +61,20 @@ class _Status:
             print("\r" + " " * self.width + "\r", end="", file=sys.stderr, flush=True)
             self.width = 0
 
+    def drain(self, events: Iterable[Progress[T]], line: Callable[[Any], str]) -> T:
+        """Run `events` to the end, showing `line(event)` for each step; returns the result."""
+
+        def shown() -> Iterator[Progress[T]]:
+            for event in events:
+                if not event.finished:
+                    self.show(line(event))
+                yield event
+
+        try:
+            return drain(shown())
+        finally:
+            self.clear()
+
 
 def _bench(args: argparse.Namespace) -> Workbench:
     """The Workbench of --demo, or of --model with --data (subcommands without those: --demo)."""
@@ -78,22 +96,18 @@ def _bench(args: argparse.Namespace) -> Workbench:
     # What was read is said only once it all worked: a bad input prints one error line alone.
     notes = [f"model: {line}" for line in model.summary()]
     notes += [f"data: {line}" for line in data.info.notes]
-    status, done = _Status(), None
-    try:
-        for event in wio.build_workbench(model, data, name=Path(model_path).name):
-            status.show(f"[{event.step}/{event.total}] {event.message}")
-            done = event
-    finally:
-        status.clear()
-    assert done is not None and done.bench is not None and done.report is not None
+    built = _Status().drain(
+        wio.build_workbench(model, data, name=Path(model_path).name),
+        lambda event: f"[{event.done}/{event.total}] {event.message}",
+    )
     notes += [
         f"{finding.level}: {finding.message}"
-        for finding in done.report.findings
+        for finding in built.report.findings
         if finding.level in ("warning", "info")
     ]
     for line in notes:
         print(line, file=sys.stderr)
-    return done.bench
+    return built.bench
 
 
 def _cmd_demos(args: argparse.Namespace) -> int:
@@ -192,28 +206,27 @@ def _add_sensitivity_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
-    from workbench.analysis.sensitivity import parse_levels, scan_iter
+    from workbench.analysis.sensitivity import ScanProgress, iter_scan, parse_levels
 
     levels = parse_levels(args.levels) if args.levels is not None else None
     if args.csv and not Path(args.csv).resolve().parent.is_dir():
         raise ValueError(f"cannot write {args.csv!r}: its folder does not exist")
     bench = _bench(args)
-    status, frame = _Status(), None
-    try:
-        for event in scan_iter(
+    status = _Status()
+
+    def line(event: ScanProgress) -> str:
+        counter = f"[{event.done:>{len(str(event.total))}}/{event.total}]"
+        # In a log (no terminal), one line per finished layer instead of a live counter.
+        if not status.live and event.done % (event.total // len(bench.layer_names)) == 0:
+            print(f"{counter} {event.layer} done", file=sys.stderr, flush=True)
+        return f"{counter} {event.layer} at {event.level:.0%}"
+
+    frame = status.drain(
+        iter_scan(
             bench, levels, args.method, args.granularity, args.subset, args.bootstrap, args.seed
-        ):
-            if isinstance(event, pd.DataFrame):
-                frame = event
-                continue
-            counter = f"[{event.done:>{len(str(event.total))}}/{event.total}]"
-            status.show(f"{counter} {event.layer} at {event.level:.0%}")
-            # In a log (no terminal), one line per finished layer instead of a live counter.
-            if not status.live and event.done % (event.total // len(bench.layer_names)) == 0:
-                print(f"{counter} {event.layer} done", file=sys.stderr, flush=True)
-    finally:
-        status.clear()
-    assert frame is not None
+        ),
+        line,
+    )
     if args.csv:
         try:
             frame.to_csv(args.csv, index=False)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import streamlit as st
 
 from ui import staging, state, uploads
+from ui.progress import show
 from ui.text import plain
 
 
@@ -18,10 +20,8 @@ def render(staged: Any) -> None:
     if st.button(
         "Use this model", type="primary", disabled=not staged.ready, icon=":material/check_circle:"
     ):
-        bar = st.progress(0.0, text="Starting…")
-        built = uploads.build(staged, key, progress=lambda f, text: bar.progress(f, text=text))
+        built = uploads.build(staged, key, run=partial(show, text="Building the workbench"))
         if built.error is not None:
-            bar.empty()
             st.error(plain(built.error), icon=":material/error:")
         else:
             assert built.info is not None and built.bench is not None

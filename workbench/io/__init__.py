@@ -4,11 +4,12 @@ import workbench.io as wio
 model = wio.load_model("model.pt2")           # or weights + architecture="arch.py:build"
 data = wio.load_data("val.csv", target="label")
 report = wio.check(model, data)               # dry run, shapes, classes, NaN weights
-*_, done = wio.build_workbench(model, data)   # progress events; the last has the bench
-bench = done.bench
+built = wio.run_build(model, data)            # or show wio.build_workbench's progress events
+bench = built.bench
 """
 
 from workbench.io.checks import (
+    BuildResult,
     CheckReport,
     Finding,
     Prepared,
@@ -67,6 +68,7 @@ from workbench.io.safety import (
 )
 
 __all__ = [
+    "BuildResult",
     "DATA_FORMATS",
     "DATA_REGISTRY",
     "DEFAULT_LIMITS",

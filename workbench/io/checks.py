@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from math import prod
+from typing import Any
 
 import pandas as pd
 import torch
@@ -27,6 +28,7 @@ from workbench.io.safety import CheckError, Limits
 from workbench.io.sandbox import SANDBOXED_FORMATS, DryRunError
 from workbench.io.sandbox import dry_run as sandbox_dry_run
 from workbench.models.info import ModelInfo
+from workbench.progress import Progress, drain
 from workbench.pruning.layers import PRUNABLE_MODULES, find_prunable_layers
 
 DRY_RUN_BATCH = 8
@@ -100,18 +102,21 @@ def check(
     return _run(model, data, task, limits)[0]
 
 
-def prepare(
+def prepare(model: LoadedModel | nn.Module, data: LoadedData, **options: Any) -> Prepared:
+    """The tensors the workbench needs (options as `check`'s), or CheckError saying why not."""
+    return _prepared(model, data, **options)[1]
+
+
+def _prepared(
     model: LoadedModel | nn.Module,
     data: LoadedData,
-    *,
     task: str | None = None,
     limits: Limits | None = None,
-) -> Prepared:
-    """The tensors the workbench needs, or CheckError saying what does not fit."""
+) -> tuple[CheckReport, Prepared]:
     report, prepared = _run(model, data, task, limits)
     report.raise_for_errors()
-    assert prepared is not None
-    return prepared
+    assert prepared is not None  # a report without errors comes with its tensors
+    return report, prepared
 
 
 def _run(
@@ -489,19 +494,12 @@ def _fit_targets(
 
 
 @dataclass(frozen=True)
-class Progress:
-    """One step of `build_workbench`; the last carries the results."""
+class BuildResult:
+    """What `build_workbench` ends with: the engine, the model's info and the checks' report."""
 
-    step: int
-    total: int
-    message: str
-    bench: Workbench | None = None
-    info: ModelInfo | None = None
-    report: CheckReport | None = None
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.total
+    bench: Workbench
+    info: ModelInfo
+    report: CheckReport
 
 
 def build_workbench(
@@ -512,15 +510,11 @@ def build_workbench(
     task: str | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     limits: Limits | None = None,
-) -> Iterator[Progress]:
-    """Check, prepare and build the engine, step by step; the last event holds bench and info."""
+) -> Iterator[Progress[BuildResult]]:
+    """Check, prepare and build the engine, step by step; the last event carries the result."""
     yield Progress(1, 3, "Checking the model and the data (a dry run on one batch)…")
-    report, prepared = _run(model, data, task, limits)
-    report.raise_for_errors()
-    assert prepared is not None
-    yield Progress(
-        2, 3, f"Running the dense model on {len(prepared.inputs):,} samples…", report=report
-    )
+    report, prepared = _prepared(model, data, task, limits)
+    yield Progress(2, 3, f"Running the dense model on {len(prepared.inputs):,} samples…")
     bench = Workbench(
         model.model,
         (prepared.inputs, prepared.targets),
@@ -530,13 +524,12 @@ def build_workbench(
         class_names=_class_names(data, report),
     )
     info = model_info(model, data, prepared, name=name)
-    yield Progress(3, 3, "Ready.", bench=bench, info=info, report=report)
+    yield Progress(3, 3, "Ready.", BuildResult(bench, info, report))
 
 
-def run_build(model: LoadedModel, data: LoadedData, **kwargs: object) -> Progress:
-    """build_workbench run to the end (for code that needs no progress)."""
-    *_, last = build_workbench(model, data, **kwargs)  # type: ignore[arg-type]
-    return last
+def run_build(model: LoadedModel, data: LoadedData, **options: Any) -> BuildResult:
+    """`build_workbench` drained (for code that shows no progress)."""
+    return drain(build_workbench(model, data, **options))
 
 
 def _class_names(data: LoadedData, report: CheckReport) -> list[str]:
