@@ -135,3 +135,34 @@ def test_most_sparsity_within_the_max_drop_recommends_a_measured_proposal() -> N
     ]
     assert not any("above the max drop" in w.value for w in at.warning)
     assert at.checkbox(key=key("whole-layers", "digits-cnn")).value is False
+
+
+def test_stop_abandons_the_scan_and_leaves_the_page_usable(monkeypatch) -> None:
+    """A click on Stop reruns the page mid-scan. AppTest cannot click during a run, so the
+    scan ends its run itself after its first point, as the rerun would; then Stop is clicked."""
+    import streamlit as st
+
+    from ui.sensitivity import scan as section
+
+    real = section.iter_scan
+
+    def one_point_then_the_click(*args, **kwargs):
+        events = real(*args, **kwargs)
+        yield next(events)
+        st.stop()  # the run ends here, with the bar and its Stop button on the page
+
+    monkeypatch.setattr(section, "iter_scan", one_point_then_the_click)
+    at = open_sensitivity("digits-mlp")
+    at.text_input(key=key("levels", "digits-mlp")).set_value("0, 50").run()
+    button(at, "Run scan").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.get("progress"), "the running scan draws its bar"
+    button(at, "Stop").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any("Scan stopped; nothing was kept." in t.value for t in at.toast)
+    assert button(at, "Run scan").disabled is False  # nothing was cached
+    assert not [b for b in at.button if b.label == "Stop"]
+    assert not at.get("progress")
+    assert not [d for d in at.dataframe if "level" in d.value.columns]
+    assert any("Press **Run scan**" in i.value for i in at.info)

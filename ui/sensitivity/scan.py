@@ -6,14 +6,15 @@ import pandas as pd
 import streamlit as st
 
 from ui.guard import guard
+from ui.progress import show
 from ui.sensitivity import Context, key
 from workbench import CRITERIA, GRANULARITIES
 from workbench.analysis import (
     DEFAULT_LEVELS,
     ScanSettings,
     cached_scan,
+    iter_scan,
     parse_levels,
-    scan_iter,
 )
 
 BIG_SCAN_FLOPS = 1e12  # above this, suggest a subset first (minutes on a laptop CPU)
@@ -70,21 +71,17 @@ def controls(ctx: Context) -> ScanSettings | None:
 
 
 def run_scan(ctx: Context, settings: ScanSettings) -> pd.DataFrame | None:
-    """The cached scan, or a "Run scan" button; a Stop button interrupts a running scan."""
+    """The cached scan, or a "Run scan" button; a running scan has a bar and a Stop button."""
     bench, n_samples = ctx.bench, ctx.n_samples
     frame = cached_scan(bench, **_options(settings))
     points = len(bench.layer_names) * len(settings.levels)
-    left, right, info = st.columns([0.7, 0.5, 3], vertical_alignment="center")
+    left, info = st.columns([0.7, 3.5], vertical_alignment="center")
     run = left.button(
         "Run scan",
         type="primary",
         icon=":material/play_arrow:",
         disabled=frame is not None,
         key=key("run"),
-    )
-    # Clicking Stop reruns the page: the scan in flight is abandoned and nothing is cached.
-    right.button(
-        "Stop", icon=":material/stop:", disabled=not run, key=key("stop"), on_click=_on_stop
     )
     if frame is not None:
         info.caption(
@@ -107,13 +104,13 @@ def run_scan(ctx: Context, settings: ScanSettings) -> pd.DataFrame | None:
     )
     if not run:
         return None
-    bar = st.progress(0.0, text="Starting the scan…")
-    for event in scan_iter(bench, **_options(settings)):
-        if not isinstance(event, pd.DataFrame):
-            bar.progress(
-                event.fraction,
-                text=f"{event.done} / {event.total} · {event.layer} at {event.level:.0%}",
-            )
+    # Stop reruns the page, which abandons the scan: the engine caches only a completed scan.
+    show(
+        iter_scan(bench, **_options(settings)),
+        f"Scanning {points} points",
+        stop=_on_stop,
+        key=key("stop"),
+    )
     # Done and cached: draw the page again, now from the cache (buttons in their idle state).
     st.rerun()
 
