@@ -9,7 +9,7 @@ bundled files, or from `zoo/mnist1d-data.safetensors`, so loading never download
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -84,20 +84,8 @@ class Demo:
 
 
 def _info(m: DemoMeta) -> ModelInfo:
-    return ModelInfo(
-        name=m.name,
-        title=m.title,
-        description=m.description,
-        task=m.task,
-        input_kind=m.input_kind,
-        input_shape=m.input_shape,
-        class_names=m.class_names,
-        feature_names=m.feature_names,
-        target_name=m.target_name,
-        dataset=m.dataset,
-        n_train=m.n_train,
-        n_val=m.n_val,
-    )
+    """The ModelInfo of a demo: its meta's fields of the same names (every one of ModelInfo's)."""
+    return ModelInfo(**{f.name: getattr(m, f.name) for f in fields(ModelInfo)})
 
 
 #: Built from seeds at load time (seconds, not milliseconds): offered last, for trying scale.
@@ -192,25 +180,13 @@ def _read_spec(name: str) -> dict[str, Any]:
 
 
 def _meta(spec: dict[str, Any]) -> DemoMeta:
-    return DemoMeta(
-        name=spec["name"],
-        title=spec["title"],
-        description=spec["description"],
-        architecture=spec["architecture"],
-        task=spec["task"],
-        input_kind=spec["input_kind"],
-        input_shape=tuple(spec["input_shape"]),
-        class_names=tuple(spec["class_names"]),
-        feature_names=tuple(spec["feature_names"]),
-        target_name=spec["target_name"],
-        dataset=spec["dataset"],
-        n_train=spec["n_train"],
-        n_val=spec["n_val"],
-        params=spec["params"],
-        seed=spec["seed"],
-        dense_metrics=dict(spec["dense_metrics"]),
-        training=dict(spec["training"]),
-    )
+    """DemoMeta's fields of a spec (which holds more), JSON lists as tuples, dicts copied."""
+
+    def value(name: str) -> Any:
+        raw = spec[name]
+        return tuple(raw) if isinstance(raw, list) else dict(raw) if isinstance(raw, dict) else raw
+
+    return DemoMeta(**{f.name: value(f.name) for f in fields(DemoMeta)})
 
 
 # --- datasets ---------------------------------------------------------------------------------
