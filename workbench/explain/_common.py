@@ -11,7 +11,7 @@ import operator
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +43,14 @@ class SampleIndexError(ExplainError, IndexError):
 
 # The one progress protocol (workbench.progress); run_to_end is its old name here.
 run_to_end = drain
+
+
+def lookup(registry: Mapping[str, T], name: str, what: str) -> T:
+    """`registry[name]`, or an ExplainError that names the choices (`what`: of what kind)."""
+    found = registry.get(name)
+    if found is None:
+        raise ExplainError(f"unknown {what} {name!r}; choose one of {', '.join(registry)}")
+    return found
 
 
 def fixed_batch(model: nn.Module) -> int | None:

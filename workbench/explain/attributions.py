@@ -29,6 +29,7 @@ from workbench.explain._common import (
     Forward,
     Progress,
     check_indices,
+    lookup,
     model_copy,
     n_samples,
     plan_key,
@@ -114,11 +115,12 @@ class MethodContext:
 class AttributionMethod(ABC):
     """A Captum input-attribution algorithm, described for people and typed for forms."""
 
-    name: ClassVar[str]
-    label: ClassVar[str]
-    description: ClassVar[str]  # what it measures, in plain language
-    url: ClassVar[str]  # Captum's documentation
-    captum_class: ClassVar[str]
+    # Class attributes, or set per instance where variants differ by a constant (OneBackward).
+    name: str
+    label: str
+    description: str  # what it measures, in plain language
+    url: str  # Captum's documentation
+    captum_class: str
     #: The method reports how far its attributions are from summing to f(x) − f(baseline).
     has_delta: ClassVar[bool] = False
     #: Back-propagates to the input (which must then require gradients).
@@ -201,38 +203,41 @@ class IntegratedGradients(AttributionMethod):
         return attributions, delta
 
 
-class Saliency(AttributionMethod):
-    name = "saliency"
-    label = "Saliency"
-    description = (
-        "How strongly the output reacts to a tiny change of each feature: the absolute "
-        "gradient. Cheap (one backward pass) and local: it says where the model is sensitive, "
-        "not what the sample contributed."
-    )
-    url = CAPTUM_API + "saliency.html"
-    captum_class = "Saliency"
+class OneBackward(AttributionMethod):
+    """A Captum method of one backward pass and no options (Saliency, Input × Gradient)."""
+
+    def __init__(
+        self, name: str, label: str, description: str, captum_class: str, **extra: Any
+    ) -> None:
+        self.name, self.label, self.description = name, label, description
+        self.url = f"{CAPTUM_API}{name}.html"
+        self.captum_class = captum_class
+        self.extra = extra  # further arguments of Captum's attribute()
 
     def compute(self, forward, inputs, target, context):
-        from captum.attr import Saliency as Captum
+        import captum.attr
 
-        return Captum(forward).attribute(inputs, target=target, abs=True), None
+        captum = getattr(captum.attr, self.captum_class)
+        return captum(forward).attribute(inputs, target=target, **self.extra), None
 
 
-class InputXGradient(AttributionMethod):
-    name = "input_x_gradient"
-    label = "Input × Gradient"
-    description = (
-        "Each feature's value times the gradient: a first-order estimate of how much that "
-        "feature contributes to the output. Zero wherever the input is zero, as on the black "
-        "background of a digit."
-    )
-    url = CAPTUM_API + "input_x_gradient.html"
-    captum_class = "InputXGradient"
-
-    def compute(self, forward, inputs, target, context):
-        from captum.attr import InputXGradient as Captum
-
-        return Captum(forward).attribute(inputs, target=target), None
+SALIENCY = OneBackward(
+    "saliency",
+    "Saliency",
+    "How strongly the output reacts to a tiny change of each feature: the absolute "
+    "gradient. Cheap (one backward pass) and local: it says where the model is sensitive, "
+    "not what the sample contributed.",
+    "Saliency",
+    abs=True,
+)
+INPUT_X_GRADIENT = OneBackward(
+    "input_x_gradient",
+    "Input × Gradient",
+    "Each feature's value times the gradient: a first-order estimate of how much that "
+    "feature contributes to the output. Zero wherever the input is zero, as on the black "
+    "background of a digit.",
+    "InputXGradient",
+)
 
 
 class GradientShap(AttributionMethod):
@@ -378,7 +383,7 @@ class Occlusion(AttributionMethod):
 
 ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {
     m.name: m
-    for m in (IntegratedGradients(), Saliency(), InputXGradient(), GradientShap(), Occlusion())
+    for m in (IntegratedGradients(), SALIENCY, INPUT_X_GRADIENT, GradientShap(), Occlusion())
 }
 
 
@@ -524,12 +529,7 @@ def resolve_input_kind(kind: str | None, sample_shape: tuple[int, ...]) -> str:
 
 
 def get_method(method: str) -> AttributionMethod:
-    found = ATTRIBUTION_METHODS.get(method)
-    if found is None:
-        raise ExplainError(
-            f"unknown attribution method {method!r}; choose one of {', '.join(ATTRIBUTION_METHODS)}"
-        )
-    return found
+    return lookup(ATTRIBUTION_METHODS, method, "attribution method")
 
 
 def applicable_methods(kind: str | None, sample_shape: tuple[int, ...]) -> list[str]:
@@ -542,16 +542,10 @@ def applicable_methods(kind: str | None, sample_shape: tuple[int, ...]) -> list[
     ]
 
 
-def attribute(
-    bench: Workbench,
-    indices: Sequence[int] | torch.Tensor | int,
-    method: str = "integrated_gradients",
-    plan: PruningPlan | None = None,
-    target: Target = None,
-    **options: Any,
-) -> Attribution:
-    """Input attributions of validation samples; see `iter_attribute`."""
-    return run_to_end(iter_attribute(bench, indices, method, plan, target, **options))
+def attribute(bench: Workbench, *args: Any, **options: Any) -> Attribution:
+    """Input attributions of validation samples: `iter_attribute` (same arguments) run to the
+    end."""
+    return run_to_end(iter_attribute(bench, *args, **options))
 
 
 def iter_attribute(

@@ -33,6 +33,7 @@ from workbench.explain._common import (
     Progress,
     cached,
     layer_module,
+    lookup,
     loss_targets,
     model_copy,
     n_samples,
@@ -110,12 +111,7 @@ LAYER_METHODS: dict[str, LayerMethod] = {
 
 
 def get_layer_method(method: str) -> LayerMethod:
-    found = LAYER_METHODS.get(method)
-    if found is None:
-        raise ExplainError(
-            f"unknown layer-importance method {method!r}; choose one of {', '.join(LAYER_METHODS)}"
-        )
-    return found
+    return lookup(LAYER_METHODS, method, "layer-importance method")
 
 
 # ---- one pass for all layers -------------------------------------------------------------------
