@@ -151,38 +151,30 @@ def scan_iter(
     return (event.result if event.finished else event for event in events)
 
 
-def iter_scan(
-    bench: Workbench,
-    levels: Iterable[float] | None = None,
-    method: str = "l1",
-    granularity: str = "unstructured",
-    subset: int | None = None,
-    bootstrap: int = 0,
-    seed: int = 0,
-    confidence: float = DEFAULT_CONFIDENCE,
-) -> Iterator[Progress[pd.DataFrame]]:
-    """The scan as `Progress` events (one per point; the last carries the DataFrame)."""
-    settings = ScanSettings.of(  # checked now, so a bad setting raises at once
-        bench, levels, method, granularity, subset, bootstrap, seed, confidence
-    )
+def iter_scan(bench: Workbench, *args: Any, **settings: Any) -> Iterator[Progress[pd.DataFrame]]:
+    """The scan as `Progress` events (one per point; the last carries the DataFrame).
+
+    Settings as `ScanSettings.of`: levels, method, granularity, subset, bootstrap, seed,
+    confidence (see `scan`).
+    """
+    checked = ScanSettings.of(bench, *args, **settings)  # now, so a bad setting raises at once
     return (
         Progress(1, 1, "done", event) if isinstance(event, pd.DataFrame) else event
-        for event in _scan_events(bench, settings)
+        for event in _scan_events(bench, checked)
     )
 
 
 def scan(
     bench: Workbench,
-    levels: Iterable[float] | None = None,
-    method: str = "l1",
-    granularity: str = "unstructured",
-    subset: int | None = None,
-    bootstrap: int = 0,
-    seed: int = 0,
-    confidence: float = DEFAULT_CONFIDENCE,
+    *args: Any,
     progress: Callable[[ScanProgress], None] | None = None,
+    **settings: Any,
 ) -> pd.DataFrame:
     """One row per (layer, level): the metrics with only that layer pruned to that level.
+
+    Settings as `ScanSettings.of`: `levels` (default `DEFAULT_LEVELS`), `method` ("l1"),
+    `granularity` ("unstructured"), `subset` (None: every sample), `bootstrap` (0: no
+    intervals), `seed` (0) and `confidence` (0.95); `progress` is called with each point.
 
     Columns: `layer`, `level` (the requested sparsity), `sparsity` (the fraction of the layer's
     weights actually removed: channel counts round), then every metric of the workbench's
@@ -193,7 +185,7 @@ def scan(
     settings, the task's primary metric and the dense metrics on the evaluated samples.
     """
     frame = None
-    for event in scan_iter(bench, levels, method, granularity, subset, bootstrap, seed, confidence):
+    for event in scan_iter(bench, *args, **settings):
         if isinstance(event, pd.DataFrame):
             frame = event
         elif progress is not None:
@@ -202,21 +194,10 @@ def scan(
     return frame
 
 
-def cached_scan(
-    bench: Workbench,
-    levels: Iterable[float] | None = None,
-    method: str = "l1",
-    granularity: str = "unstructured",
-    subset: int | None = None,
-    bootstrap: int = 0,
-    seed: int = 0,
-    confidence: float = DEFAULT_CONFIDENCE,
-) -> pd.DataFrame | None:
-    """The completed scan with these settings, or None if it has not run (nothing is computed)."""
-    settings = ScanSettings.of(
-        bench, levels, method, granularity, subset, bootstrap, seed, confidence
-    )
-    frame = _cache_get(bench, settings)
+def cached_scan(bench: Workbench, *args: Any, **settings: Any) -> pd.DataFrame | None:
+    """The completed scan with these settings (as `scan`'s), or None if it has not run (nothing
+    is computed)."""
+    frame = _cache_get(bench, ScanSettings.of(bench, *args, **settings))
     return None if frame is None else _copy(frame)
 
 
