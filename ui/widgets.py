@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import streamlit as st
 
 from ui import loaders, state
@@ -30,6 +33,40 @@ def fmt_count(n: float) -> str:
     if n >= 1e6:
         return f"{n / 1e6:.2f} M"
     return f"{n:,.0f}"
+
+
+def choice(where: Any, label: str, options: Sequence[str], kind: str, **extra: Any) -> str:
+    """A segmented control that always has a value, its first option to start with, and a
+    widget key of this demo's (`state.widget_key(kind)`); `where` is `st` or a column."""
+    return where.segmented_control(
+        label, options, default=options[0], required=True, key=state.widget_key(kind), **extra
+    )
+
+
+def pick(
+    where: Any,
+    label: str,
+    registry: Mapping[str, Any],
+    kind: str,
+    names: Sequence[str] | None = None,
+    **extra: Any,
+) -> str:
+    """A selectbox over a registry's `names` (all of them by default), each shown by its entry's
+    `label`, with a widget key of this demo's."""
+    return where.selectbox(
+        label,
+        list(registry if names is None else names),
+        format_func=lambda name: registry[name].label,
+        key=state.widget_key(kind),
+        **extra,
+    )
+
+
+def table(where: Any, frame: Any, columns: Mapping[str, Any]) -> None:
+    """`frame`'s `columns` in their order, each with its label or column config; no index."""
+    where.dataframe(
+        frame[list(columns)], hide_index=True, width="stretch", column_config=dict(columns)
+    )
 
 
 def demo_picker() -> None:
@@ -86,6 +123,15 @@ def metric_cards(report: Report, dense_only: bool = False) -> None:
         )
 
 
+#: What each byte-size card measures, by its key in `Report.size`.
+BYTES_HELP = {
+    "sparse_bytes": "fp32 non-zeros in the smaller of CSR and bitmask encodings, per weight "
+    "tensor.",
+    "compressed_bytes": "Measured deflate (zip/gzip) length of the pruned fp32 state dict.",
+    "int8_bytes": "Non-zeros quantized to int8 with their bitmask and one scale per tensor.",
+}
+
+
 def size_cards(report: Report, speeds_up: bool = True) -> None:
     """Sparsity, size and FLOPs against the dense model.
 
@@ -93,48 +139,34 @@ def size_cards(report: Report, speeds_up: bool = True) -> None:
     the FLOPs card says it counts what skipping the zeros would save, and is not coloured.
     """
     size, dense = report.size, report.dense_size
+    points = (size["sparsity"] - dense["sparsity"]) * 100
+    nonzero = size["nonzero_params"] - dense["nonzero_params"]
     flops = size["flops_effective"] / size["flops_dense"] - 1
+
+    def in_bytes(label: str, key: str, base: str, versus: str = "") -> tuple:
+        change, ratio = size[key] - dense[base], f"{size[key] / dense[base] - 1:+.1%}{versus}"
+        return label, fmt_bytes(size[key]), change, ratio, "inverse", BYTES_HELP[key]
+
     cards = [
         (
             "Sparsity",
             f"{size['sparsity']:.1%}",
-            (size["sparsity"] - dense["sparsity"]) * 100,
-            f"{(size['sparsity'] - dense['sparsity']) * 100:+.1f} pp",
+            points,
+            f"{points:+.1f} pp",
             "normal",
             "Zero parameters among all of the model's parameters (biases included).",
         ),
         (
             "Non-zero params",
             f"{size['nonzero_params']:,}",
-            size["nonzero_params"] - dense["nonzero_params"],
-            f"{size['nonzero_params'] - dense['nonzero_params']:+,}",
+            nonzero,
+            f"{nonzero:+,}",
             "inverse",
             f"{size['nonzero_params']:,} of {size['total_params']:,} parameters are non-zero.",
         ),
-        (
-            "Sparse size",
-            fmt_bytes(size["sparse_bytes"]),
-            size["sparse_bytes"] - dense["dense_bytes"],
-            f"{size['sparse_bytes'] / dense['dense_bytes'] - 1:+.1%} vs dense",
-            "inverse",
-            "fp32 non-zeros in the smaller of CSR and bitmask encodings, per weight tensor.",
-        ),
-        (
-            "Compressed",
-            fmt_bytes(size["compressed_bytes"]),
-            size["compressed_bytes"] - dense["compressed_bytes"],
-            f"{size['compressed_bytes'] / dense['compressed_bytes'] - 1:+.1%}",
-            "inverse",
-            "Measured deflate (zip/gzip) length of the pruned fp32 state dict.",
-        ),
-        (
-            "int8 + bitmask",
-            fmt_bytes(size["int8_bytes"]),
-            size["int8_bytes"] - dense["dense_bytes"],
-            f"{size['int8_bytes'] / dense['dense_bytes'] - 1:+.1%} vs fp32",
-            "inverse",
-            "Non-zeros quantized to int8 with their bitmask and one scale per tensor.",
-        ),
+        in_bytes("Sparse size", "sparse_bytes", "dense_bytes", " vs dense"),
+        in_bytes("Compressed", "compressed_bytes", "compressed_bytes"),
+        in_bytes("int8 + bitmask", "int8_bytes", "dense_bytes", " vs fp32"),
         (
             "FLOPs / sample" if speeds_up else "FLOPs if zeros were skipped",
             fmt_count(size["flops_effective"]),

@@ -109,11 +109,10 @@ def ranking(ctx: Context, frame: pd.DataFrame, metric: str) -> None:
     left.plotly_chart(
         plots.tolerance_bars(table, label), width="stretch", config={"displayModeBar": False}
     )
-    right.dataframe(
-        shown[["layer", "params", "tolerated", "drop", "worst_drop"]],
-        hide_index=True,
-        width="stretch",
-        column_config={
+    widgets.table(
+        right,
+        shown,
+        {
             "layer": "Layer",
             "params": st.column_config.NumberColumn("Weights", format="localized"),
             "tolerated": st.column_config.NumberColumn("Tolerates", format="percent"),
