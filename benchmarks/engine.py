@@ -9,7 +9,8 @@ last prunable layer of every demo and of the scale workload, this prints the med
 - naive: deep-copy the model, prune it with `torch.nn.utils.prune.l1_unstructured`, evaluate the
   whole validation set in the same batches and compute the metrics;
 - bound: the forward pass that no exact evaluation can skip: the graph after the changed layer's
-  cut, from the live set cached there, with the masked weight (see `_SuffixForward`);
+  cut, from the live set cached there, with the masked weight (`common.SuffixForward`; the
+  header line of each workload compares the engine's graph runner with a plain nn.Module);
 
 and checks that every step's engine metrics equal the naive evaluation's (accuracy exactly).
 
@@ -18,10 +19,8 @@ and checks that every step's engine metrics equal the naive evaluation's (accura
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,9 +37,14 @@ from torch import Tensor, nn  # noqa: E402
 from torch.nn.utils import prune  # noqa: E402
 
 import workbench as wb  # noqa: E402
-from benchmarks.workloads import scale_workload  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    BATCH_SIZE,
+    SuffixForward,
+    graph_runner,
+    start_run,
+    workloads,
+)
 
-BATCH_SIZE = 512  # the engine's default, used by all three measurements
 STEPS = tuple(round(0.05 * i, 2) for i in range(1, 11))  # the slider's positions in a drag
 QUICK_STEPS = (0.1, 0.3, 0.5)
 # The slider's first touch: scores and sort order of the layer are computed, and the live set
@@ -62,29 +66,16 @@ class Row:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="three steps per drag (smoke test)")
-    args = parser.parse_args()
-    steps = QUICK_STEPS if args.quick else STEPS
-
-    print(
-        f"machine: {platform.machine()} {platform.system()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f} at start"
-    )
+    steps = QUICK_STEPS if start_run(__doc__, "three steps per drag (smoke test)") else STEPS
     print(
         f"setup: batch size {BATCH_SIZE}, drag of {len(steps)} steps "
         f"({steps[0]:.0%} .. {steps[-1]:.0%}, l1 unstructured), median over the steps; "
         f"one warm-up step ({WARMUP_SPARSITY:.1%}) per drag"
     )
     started = time.perf_counter()
-    for name in wb.list_demos():
-        demo = wb.load_demo(name)
-        inputs, targets = demo.val.tensors
-        bench_workload(name, demo.model, inputs, targets, steps)
-    model, (inputs, targets) = scale_workload()
-    rows = bench_workload("scale-resnet", model, inputs, targets, steps)
-    report_goals(rows)
+    for workload in workloads():
+        rows = bench_workload(*workload, steps)
+    report_goals(rows)  # the last workload's: the scale workload
     print(
         f"\ntotal time {time.perf_counter() - started:.0f} s, "
         f"load average {os.getloadavg()[0]:.1f} at the end"
@@ -141,7 +132,7 @@ def drag(
     steps: tuple[float, ...],
 ) -> Row:
     """Time one slider drag; the three measurements alternate so load affects them alike."""
-    suffix = _SuffixForward(bench, layer, inputs)
+    suffix = SuffixForward(bench, layer, inputs)
     plan = wb.PruningPlan().with_sparsity(layer, WARMUP_SPARSITY)
     _, touch_ms = _timed(lambda: bench.evaluate(plan))
     naive_evaluate(model, plan, inputs, targets, bench.task)
@@ -193,43 +184,11 @@ def naive_evaluate(
     }
 
 
-class _SuffixForward:
-    """The lower bound: a forward of the part of the graph from the layer's cut to the output.
-
-    An exact evaluation of a plan that changes one layer must run at least everything that reads
-    that layer's output, on every validation sample. This times exactly that with the engine's
-    own `GraphRunner` (the same node-by-node execution, from the same cached live set, with the
-    same masked weight) and nothing else: no plan resolution, mask building, metrics or size
-    accounting. The runner's per-node Python cost is in the bound too; the header line of each
-    workload compares it with a plain nn.Module forward.
-    """
-
-    def __init__(self, bench: wb.Workbench, layer: str, inputs: Tensor) -> None:
-        self.bench, self.layer = bench, layer
-        # The benchmark reaches into the engine on purpose: the bound is its own inner loop.
-        self.runner = bench._runner
-        self.cut = self.runner.cuts[layer]
-        self.weight_name = next(p.weight_name for p in bench.prunable_layers if p.name == layer)
-        with torch.no_grad():  # the live sets at the cut; the plan changes nothing before it
-            self.live = [
-                self.runner.run({"input": batch}, 0, self.cut, {}) if self.cut else {"input": batch}
-                for batch in inputs.split(BATCH_SIZE)
-            ]
-
-    def __call__(self, plan: wb.PruningPlan) -> float:
-        mask = self.bench.masks(plan)[self.layer]
-        weights = {self.weight_name: self.bench.dense_weight(self.layer) * mask}
-        start = time.perf_counter()
-        with torch.no_grad():
-            for env in self.live:
-                self.runner.run(env, self.cut, self.runner.end, weights)
-        return (time.perf_counter() - start) * 1000
-
-
 def _dense_forward_ms(bench: wb.Workbench, model: nn.Module, inputs: Tensor) -> tuple[float, float]:
     """A dense forward of all samples by the model itself, then by the engine's graph runner."""
-    runner, batches = bench._runner, inputs.split(BATCH_SIZE)
-    with torch.no_grad():  # both are warm: the workbench ran the model and the runner already
+    runner, batches = graph_runner(bench), inputs.split(BATCH_SIZE)
+    with torch.no_grad():  # both warm: the workbench ran the model; one pass for the runner
+        runner.run({"input": batches[0]}, 0, runner.end, {})
         _, module_ms = _timed(lambda: [model(b) for b in batches])
         _, runner_ms = _timed(
             lambda: [runner.run({"input": b}, 0, runner.end, {}) for b in batches]

@@ -25,10 +25,7 @@ and how often the intervals cover the full values.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,12 +38,11 @@ from torch import Tensor, nn  # noqa: E402
 from torch.nn.utils import prune  # noqa: E402
 
 import workbench as wb  # noqa: E402
-from benchmarks.workloads import scale_workload  # noqa: E402
+from benchmarks.common import BATCH_SIZE, SuffixForward, start_run, workloads  # noqa: E402
 from workbench.analysis import clear_cache, scan, scan_iter  # noqa: E402
 from workbench.analysis.sensitivity import DEFAULT_LEVELS  # noqa: E402
 from workbench.evaluate.metrics import compute_metrics  # noqa: E402
 
-BATCH_SIZE = 512  # the engine's default, used by both scans
 QUICK_LEVELS = (0.0, 0.5, 0.9)
 SUBSET, BOOTSTRAP = 400, 200  # the scale workload's estimate: a fifth of the samples
 GOAL = 5.0  # naive / engine on the scale workload (from the issue)
@@ -54,16 +50,7 @@ REPEATS = 2  # runs per point; the fastest counts
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"levels {QUICK_LEVELS} only")
-    args = parser.parse_args()
-    levels = QUICK_LEVELS if args.quick else DEFAULT_LEVELS
-
-    print(
-        f"machine: {platform.machine()} {platform.system()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f} at start"
-    )
+    levels = QUICK_LEVELS if start_run(__doc__, f"levels {QUICK_LEVELS} only") else DEFAULT_LEVELS
     print(
         f"setup: l1 unstructured, levels {', '.join(f'{v:.0%}' for v in levels)}, "
         f"batch size {BATCH_SIZE}, whole validation set; engine, naive and bound timed "
@@ -77,12 +64,9 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     started = time.perf_counter()
-    for name in wb.list_demos():
-        demo = wb.load_demo(name)
-        inputs, targets = demo.val.tensors
-        bench_workload(name, demo.model, inputs, targets, levels)
-    model, (inputs, targets) = scale_workload()
-    bench, naive_s, engine_s, frame = bench_workload("scale-resnet", model, inputs, targets, levels)
+    for workload in workloads():
+        result = bench_workload(*workload, levels)
+    bench, naive_s, engine_s, frame = result  # the last workload's: the scale workload
     ratio = naive_s / engine_s
     print(
         f"\ngoal on the scale workload: naive/engine {ratio:.2f}×, goal >= {GOAL:g}×: "
@@ -183,28 +167,9 @@ def check(frame: pd.DataFrame, naive: dict, name: str) -> bool:
 def suffix_seconds(bench: wb.Workbench, inputs: Tensor, layer: str, repeats: int = 3) -> float:
     """One pass of the graph from the layer's cut to the output over every sample, the layer
     at 50 %: what an exact evaluation of a plan pruning only this layer cannot skip (the
-    fastest of a few passes, like the other two timings).
-
-    Reaches into the engine's graph runner on purpose, as benchmarks/engine.py does: the bound
-    is the engine's own inner loop with nothing around it.
-    """
-    runner = bench._runner
-    cut = runner.cuts[layer]
-    weight_name = next(p.weight_name for p in bench.prunable_layers if p.name == layer)
-    mask = bench.masks(wb.PruningPlan({layer: 0.5}))[layer]
-    weights = {weight_name: bench.dense_weight(layer) * mask}
-    with torch.no_grad():
-        live = [
-            runner.run({"input": batch}, 0, cut, {}) if cut else {"input": batch}
-            for batch in inputs.to(bench.device).split(BATCH_SIZE)
-        ]
-        seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for env in live:
-                runner.run(env, cut, runner.end, weights)
-            seconds.append(time.perf_counter() - start)
-    return min(seconds)
+    fastest of a few passes, like the other two timings; see `benchmarks.common`)."""
+    bound, plan = SuffixForward(bench, layer, inputs), wb.PruningPlan({layer: 0.5})
+    return min(bound(plan) for _ in range(repeats)) / 1000
 
 
 def subset_estimate(
