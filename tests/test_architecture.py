@@ -1,4 +1,4 @@
-"""The core's imports point one way: errors/models → pruning → evaluate → {analysis, explain} →
+"""The core's imports point one way: errors/models → pruning → evaluate → {analysis, explain, recover} →
 io → plots → cli. Read from the source with ast, imports inside functions included, so a lazy
 import cannot hide an upward dependency or a cycle."""
 
@@ -18,6 +18,7 @@ RANKS = {
     "inspect": 2,
     "analysis": 3,
     "explain": 3,
+    "recover": 3,
     "io": 4,
     "plots": 5,
     "cli": 6,

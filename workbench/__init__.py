@@ -33,6 +33,16 @@ from workbench.pruning.criteria import CRITERIA, Criterion, LayerContext, regist
 from workbench.pruning.granularity import GRANULARITIES, Granularity
 from workbench.pruning.layers import PrunableLayer, find_prunable_layers
 from workbench.pruning.plan import SCOPES, PlanError, PruningPlan
+from workbench.recover import (
+    RecoverError,
+    Recovery,
+    Schedule,
+    TrainingStep,
+    finetune,
+    finetune_iter,
+    masked_model,
+    split_data,
+)
 
 __all__ = [
     # sensitivity scans and budgets (workbench.analysis)
@@ -50,6 +60,15 @@ __all__ = [
     # analyses of a workbench: wb.attribute(bench, ...), wb.layer_importance(bench, ...)
     "attribute",
     "layer_importance",
+    # recovery after pruning (workbench.recover)
+    "RecoverError",
+    "Recovery",
+    "Schedule",
+    "TrainingStep",
+    "finetune",
+    "finetune_iter",
+    "masked_model",
+    "split_data",
     # the rest
     "ATTRIBUTION_METHODS",
     "CRITERIA",

@@ -82,6 +82,18 @@ def private_copy(model: nn.Module) -> nn.Module:
         return copy.deepcopy(model)
 
 
+def named_tensor(model: nn.Module, name: str) -> torch.Tensor:
+    """A parameter or buffer by its dotted name; under `torch.nn.utils.prune` the effective
+    tensor `name_orig * name_mask`, computed now (the attribute the pruning hook sets is only
+    refreshed by the module's next forward)."""
+    prefix, _, attribute = name.rpartition(".")
+    module = model.get_submodule(prefix) if prefix else model
+    orig = getattr(module, f"{attribute}_orig", None)
+    if isinstance(orig, torch.Tensor):
+        return orig * getattr(module, f"{attribute}_mask")
+    return getattr(module, attribute)
+
+
 def task_of(output: Any) -> Task:
     """Classification for (batch, classes) logits, regression for one value per sample."""
     out = as_output_tensor(output)

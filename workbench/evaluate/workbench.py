@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from operator import attrgetter
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -27,6 +26,7 @@ from workbench.evaluate.metrics import (
 from workbench.evaluate.modelling import (
     as_output_tensor,
     as_tensors,
+    named_tensor,
     private_copy,
     task_of,
 )
@@ -243,7 +243,7 @@ class Workbench:
                 if layer.name in specs or self._dead_inputs(layer, specs)
             }
         sizes = {
-            name: TensorSize.of(attrgetter(name)(model).detach(), sparse=name in sparse)
+            name: TensorSize.of(named_tensor(model, name).detach(), sparse=name in sparse)
             for name in names
         }
         report = self._report(plan, specs, outputs, sizes)
@@ -289,26 +289,25 @@ class Workbench:
             return self._forward(specs, self._overrides(specs))
 
     def pruned_model(self, plan: PruningPlan) -> nn.Module:
-        """A new model with the plan's zeros written in (the caller owns it).
+        """A new model with the plan's zeros written in (the caller owns it), parameters frozen.
 
         Removed channels are removed (see `workbench.evaluate.removal`): their biases and
-        BatchNorm entries are zeroed, and so are the input columns that only read them.
+        BatchNorm entries are zeroed, and so are the input columns that only read them
+        (`kept(plan)` lists every zero). Its zeros are plain values: to train it with them
+        held, use `wb.finetune` or `wb.masked_model`.
         """
         with self._lock:  # a run may be swapping weights on the model (functional_call, jit)
             model = private_copy(self.model)
         tensors = {**dict(model.named_buffers()), **dict(model.named_parameters())}
-        with self._lock, torch.no_grad():
-            specs = self._builder.resolve(plan)
-            written = dict(self._overrides(specs))
-            for layer in self._layers:
-                written[layer.weight_name] = self._effective_weight(layer, specs)
-            for name, value in written.items():
+        with torch.no_grad():
+            for name, keep in self.kept(plan).items():
                 target = tensors.get(name)
                 if target is None:
                     raise ValueError(f"the model has no parameter or buffer {name!r} to write to")
-                target.copy_(value)
+                # +0.0 where removed: what the evaluation computes, and torch.nn.utils.prune.
+                target.masked_fill_(~keep.to(target.device), 0.0)
         for param in model.parameters():
-            param.requires_grad_(True)  # the caller may fine-tune it
+            param.requires_grad_(False)
         return model
 
     def attribute(self, *args: Any, **options: Any) -> Any:
