@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from ui import loaders, state, widgets
 from ui.guard import guard
@@ -13,7 +17,7 @@ from ui.prune.callbacks import (
 )
 from ui.prune.controls import _layer_controls
 from ui.prune.results import _results
-from workbench import CRITERIA, GRANULARITIES, SCOPES
+from workbench import CRITERIA, GRANULARITIES, SCOPES, PruningPlan
 
 
 @st.fragment
@@ -25,24 +29,8 @@ def render() -> None:
     global_scope = plan.scope == "global" and granularity.ranks_globally
 
     options = st.columns([1.3, 1.3, 0.9, 0.8], vertical_alignment="bottom")
-    options[0].selectbox(
-        "Criterion",
-        list(CRITERIA),
-        key=state.widget_key("method"),
-        format_func=lambda m: CRITERIA[m].label,
-        on_change=_on_option,
-        args=("method",),
-        help=CRITERIA[plan.method].description,
-    )
-    options[1].selectbox(
-        "Granularity",
-        list(GRANULARITIES),
-        key=state.widget_key("granularity"),
-        format_func=lambda g: GRANULARITIES[g].label,
-        on_change=_on_option,
-        args=("granularity",),
-        help=granularity.description,
-    )
+    _registry_choice(options[0], "Criterion", CRITERIA, "method", plan)
+    _registry_choice(options[1], "Granularity", GRANULARITIES, "granularity", plan)
     options[2].segmented_control(
         "Scope",
         SCOPES,
@@ -73,3 +61,18 @@ def render() -> None:
     if report is not None:
         with right:
             _results(plan, report)
+
+
+def _registry_choice(
+    column: DeltaGenerator, label: str, registry: Mapping[str, Any], field: str, plan: PruningPlan
+) -> None:
+    """A select box over a registry's entries (by label) that sets the plan's `field`."""
+    column.selectbox(
+        label,
+        list(registry),
+        key=state.widget_key(field),
+        format_func=lambda name: registry[name].label,
+        on_change=_on_option,
+        args=(field,),
+        help=registry[getattr(plan, field)].description,
+    )
