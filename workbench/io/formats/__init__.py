@@ -1,5 +1,9 @@
-"""Model and data formats: one class each, in a registry that load_model and load_data consult."""
+"""Model and data formats: one module each, a class with `name`, `label`, `sniff(head)` and
+`load(src, options)` and its own options dataclass, in the registries that io/models.py and
+io/data.py walk (model: export, torchscript, weights, huggingface, pickled; data: arrays,
+table, images, text)."""
 
-from workbench.io.formats.base import Format, ModelOptions, Registry
+from workbench.io.formats.base import Format, Head, Registry
+from workbench.io.formats.loaded import ModelOptions
 
-__all__ = ["Format", "ModelOptions", "Registry"]
+__all__ = ["Format", "Head", "ModelOptions", "Registry"]
