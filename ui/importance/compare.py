@@ -12,14 +12,17 @@ import workbench.explain as ex
 from ui import state, widgets
 from ui.guard import guard
 from ui.importance import NO_BAR, Context
+from ui.progress import show
 from workbench import CRITERIA, GRANULARITIES, HIGHER_IS_BETTER, plots
 
 
-@st.cache_data(show_spinner="Pruning the layer at every sparsity…", max_entries=32)
+# The bar is drawn inside the cached function, so a cache hit replays it: it ends cleared.
+@st.cache_data(show_spinner=False, max_entries=32)
 def overlap_curve(
     _bench: Any, token: str, layer: str, method: str, granularity: str
 ) -> pd.DataFrame:
-    return ex.run_to_end(ex.iter_overlap_curve(_bench, layer, method, "l1", granularity))
+    events = ex.iter_overlap_curve(_bench, layer, method, "l1", granularity)
+    return show(events, "Pruning the layer at every sparsity")
 
 
 def _controls(ctx: Context) -> tuple[str, str, str, float]:
@@ -34,20 +37,20 @@ def _controls(ctx: Context) -> tuple[str, str, str, float]:
         index=names.index(state.start_layer(names, ctx.plan)),
         key=state.widget_key("imp-ov-layer"),
     )
-    method = top[1].selectbox(
+    method = widgets.pick(
+        top[1],
         "Criterion",
+        CRITERIA,
+        "imp-ov-method",
         attribution,
         index=attribution.index(preferred[0]) if preferred else 0,
-        format_func=lambda m: CRITERIA[m].label,
-        key=state.widget_key("imp-ov-method"),
     )
-    granularity = top[2].segmented_control(
+    granularity = widgets.choice(
+        top[2],
         "Granularity",
         ["channel", "unstructured"],
-        default="channel",
-        required=True,
+        "imp-ov-granularity",
         format_func=lambda g: "Channels" if g == "channel" else "Weights",
-        key=state.widget_key("imp-ov-granularity"),
     )
     sparsity = (
         top[3].slider(

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import workbench.explain as ex
-from ui import state
+from ui import state, widgets
 from ui.guard import guard
 from ui.importance import NO_BAR, Context
 from ui.progress import show
@@ -18,27 +18,19 @@ from workbench.inspect import weight_map
 
 #: Layer importance starts on a subset this large; the user can raise it to the whole set.
 DEFAULT_LAYER_SAMPLES = 256
+#: Which model the importance is measured on.
+MODEL = (
+    "Dense: which channels mattered before pruning (what the attribution criteria rank by). "
+    "Pruned: how the importance redistributed after the plan."
+)
 
 
 def _controls(ctx: Context) -> tuple[str, str, int, int]:
     """The method, which model is measured, on how many samples, and the integral's steps."""
     n_samples = ctx.n_samples
     top = st.columns([1.1, 0.8, 0.8, 0.7], vertical_alignment="bottom")
-    method = top[0].selectbox(
-        "Method",
-        list(ex.LAYER_METHODS),
-        format_func=lambda m: ex.LAYER_METHODS[m].label,
-        key=state.widget_key("imp-layer-method"),
-    )
-    measured = top[1].segmented_control(
-        "Model",
-        ["Dense", "Pruned"],
-        default="Dense",
-        required=True,
-        key=state.widget_key("imp-layer-model"),
-        help="Dense: which channels mattered before pruning (what the attribution criteria "
-        "rank by). Pruned: how the importance redistributed after the plan.",
-    )
+    method = widgets.pick(top[0], "Method", ex.LAYER_METHODS, "imp-layer-method")
+    measured = widgets.choice(top[1], "Model", ["Dense", "Pruned"], "imp-layer-model", help=MODEL)
     samples = int(
         top[2].number_input(
             "Samples",
@@ -121,20 +113,18 @@ def _channels(cost: pd.DataFrame, marked: pd.DataFrame, layer: str, label: str) 
         "A cut that follows importance removes channels from the right end."
     )
     with st.expander("Every layer", expanded=False):
-        st.dataframe(
-            cost[["layer", "channels", "removed", "removed_importance", "weights_kept"]],
-            hide_index=True,
-            width="stretch",
-            column_config={
+        number = st.column_config.NumberColumn
+        widgets.table(
+            st,
+            cost,
+            {
                 "layer": "Layer",
                 "channels": "Channels",
-                "removed": st.column_config.NumberColumn(
-                    "Removed", help="Channels the plan removes whole."
-                ),
-                "removed_importance": st.column_config.NumberColumn(
+                "removed": number("Removed", help="Channels the plan removes whole."),
+                "removed_importance": number(
                     "Their importance", format="percent", help="Share of the layer's total."
                 ),
-                "weights_kept": st.column_config.NumberColumn("Weights kept", format="percent"),
+                "weights_kept": number("Weights kept", format="percent"),
             },
         )
         st.plotly_chart(plots.channel_grid(marked), width="stretch", config=NO_BAR)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import workbench.explain as ex
-from ui import state
+from ui import state, widgets
 from ui.guard import guard
 from ui.importance import NO_BAR, Context
 from ui.importance.samples import DEFAULT_SAMPLES, method_settings, pick_samples
@@ -17,6 +17,11 @@ from workbench import plots
 
 #: The most samples the maps draw at once (the default shows four).
 MAX_SAMPLES = 64
+#: Which class the maps explain.
+EXPLAIN = (
+    "Predicted class: each model's own prediction, so a pruned model that changed its mind is "
+    "explained for its new answer. True label: both for the label."
+)
 
 
 def titles(table: pd.DataFrame, kind: str, classification: bool) -> list[tuple[str, ...]]:
@@ -91,22 +96,11 @@ def _controls(ctx: Context) -> tuple[str, str, int]:
     shape = tuple(ctx.info.input_shape) or tuple(ctx.bench.val_inputs.shape[1:])
     methods = ex.applicable_methods(ctx.info.input_kind, shape)
     top = st.columns([1.2, 0.9, 0.7], vertical_alignment="bottom")
-    method = top[0].selectbox(
-        "Method",
-        methods,
-        format_func=lambda m: ex.ATTRIBUTION_METHODS[m].label,
-        key=state.widget_key("imp-method"),
-    )
+    method = widgets.pick(top[0], "Method", ex.ATTRIBUTION_METHODS, "imp-method", methods)
     target = "predicted"
     if ctx.classification and ctx.labelled:
-        explain = top[1].segmented_control(
-            "Explain",
-            ["Predicted class", "True label"],
-            default="Predicted class",
-            required=True,
-            key=state.widget_key("imp-target"),
-            help="Predicted class: each model's own prediction, so a pruned model that "
-            "changed its mind is explained for its new answer. True label: both for the label.",
+        explain = widgets.choice(
+            top[1], "Explain", ["Predicted class", "True label"], "imp-target", help=EXPLAIN
         )
         target = "true" if explain == "True label" else "predicted"
     cap = int(
@@ -155,35 +149,23 @@ def render(ctx: Context) -> None:
 def _draw(ctx: Context, spec: ex.AttributionMethod, dense: Any, pruned: Any, count: int) -> None:
     table = ex.compare(dense, pruned, ctx.class_names)
     dense_view, pruned_view = ex.map_view(dense), ex.map_view(pruned)
+    heads = titles(table, dense_view.kind, ctx.classification)  # one row of titles per sample
+    maps = (dense_view.inputs, dense_view.values, pruned_view.values)  # both over the inputs
     if dense_view.kind == "image":
-        figure = plots.image_maps(
-            dense_view.inputs,
-            dense_view.values,
-            pruned_view.values,
-            titles(table, "image", ctx.classification),
-            cell=230 if count > 1 else 300,
-        )
+        figure = plots.image_maps(*maps, heads, cell=230 if count > 1 else 300)
         how = (
             "Left: the input. Middle and right: the dense and the pruned model's maps over it "
             "(outline: the input's shape)."
         )
     elif dense_view.kind == "signal":
-        figure = plots.signal_maps(
-            dense_view.inputs,
-            dense_view.values,
-            pruned_view.values,
-            titles(table, "signal", ctx.classification),
-        )
+        figure = plots.signal_maps(*maps, heads)
         how = (
             "The signal, each point coloured (and sized) by its attribution: dense left, "
             "pruned right."
         )
     else:
         figure = plots.feature_bars(
-            dense_view.values,
-            pruned_view.values,
-            ctx.info.feature_names,
-            titles(table, "tabular", ctx.classification),
+            dense_view.values, pruned_view.values, ctx.info.feature_names, heads
         )
         how = "Each feature's attribution, dense left and pruned right: the 12 largest of the row."
     st.caption(

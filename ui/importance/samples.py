@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 import workbench.explain as ex
-from ui import state
+from ui import state, widgets
 from ui.importance import Context
 from workbench import PruningPlan
 
@@ -75,9 +75,7 @@ def pick_samples(ctx: Context, cap: int) -> list[int]:
     )
     modes.append(broken_label)
     left, right = st.columns([1, 1.6], vertical_alignment="bottom")
-    mode = left.segmented_control(
-        "Samples", modes, default="By index", required=True, key=state.widget_key("imp-mode")
-    )
+    mode = widgets.choice(left, "Samples", modes, "imp-mode")
     if mode == "By class":
         label = right.selectbox(
             "Class",

@@ -136,13 +136,14 @@ def weight_heatmap(
     height: int = 420,
     rows: np.ndarray | None = None,
     cols: np.ndarray | None = None,
+    scale: str = "weights",
 ) -> go.Figure:
-    """Weights on a diverging scale; removed weights greyed out when the mask is shown.
+    """Weights on a diverging scale (or, with `scale="importance"`, their |w·∂L/∂w| on a
+    sequential one); removed weights greyed out when the mask is shown.
 
     `rows` / `cols`: each cell's position in the axis' units (`WeightMap.rows`), so the axes
     count neurons, filters and inputs rather than cells.
     """
-    limit = float(np.abs(values).max()) or 1.0
     shown = np.where(kept > 0, values, np.nan) if show_mask else values
     where = {} if rows is None or cols is None else {"x": cols.tolist(), "y": rows.tolist()}
     data = []
@@ -150,11 +151,10 @@ def weight_heatmap(
         removed = np.where(kept > 0, np.nan, 1.0)
         data.append({"type": "heatmap", "z": removed, "showscale": False, "hoverinfo": "skip",
                      "colorscale": [[0, "#E5E7EB"], [1, "#E5E7EB"]], **where})  # fmt: skip
+    colours, value = _HEATMAP_SCALES[scale](values)
     data.append(
-        {"type": "heatmap", "z": shown, "colorscale": "RdBu", "zmid": 0, "zmin": -limit,
-         "zmax": limit, "colorbar": {"title": {"text": "w"}, "thickness": 12},
-         "customdata": kept, **where,
-         "hovertemplate": f"{row_label} %{{y:.4~g}}, {col_label} %{{x:.4~g}}<br>w=%{{z:.4f}}"
+        {"type": "heatmap", "z": shown, **colours, "customdata": kept, **where,
+         "hovertemplate": f"{row_label} %{{y:.4~g}}, {col_label} %{{x:.4~g}}<br>{value}"
          "<br>kept %{customdata:.0%}<extra></extra>"}
     )  # fmt: skip
     layout = _layout(
@@ -163,6 +163,26 @@ def weight_heatmap(
         xaxis={"title": {"text": col_label}},
     )
     return go.Figure({"data": data, "layout": layout})
+
+
+def _weight_colours(values: np.ndarray) -> tuple[dict, str]:
+    limit = float(np.abs(values).max()) or 1.0
+    colours = {"colorscale": "RdBu", "zmid": 0, "zmin": -limit, "zmax": limit,
+               "colorbar": {"title": {"text": "w"}, "thickness": 12}}  # fmt: skip
+    return colours, "w=%{z:.4f}"
+
+
+def _importance_colours(values: np.ndarray) -> tuple[dict, str]:
+    finite = values[np.isfinite(values)]
+    # The 99.5th percentile: a few very large scores would wash out all the others.
+    high = float(np.quantile(finite, 0.995)) if finite.size and finite.max() > 0 else 1.0
+    colours = {"colorscale": "Viridis", "zmin": 0, "zmax": high,
+               "colorbar": {"title": {"text": "|w·∂L/∂w|"}, "thickness": 12}}  # fmt: skip
+    return colours, "|w·∂L/∂w| %{z:.3g}"
+
+
+#: What a weight heatmap can colour: its colour axis and hover line, from the cells' values.
+_HEATMAP_SCALES = {"weights": _weight_colours, "importance": _importance_colours}
 
 
 def layer_bars(layers: pd.DataFrame, height: int = 300) -> go.Figure:

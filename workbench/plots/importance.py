@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.plots.common import CUT, KEPT
+from workbench.plots.common import CUT, KEPT, weight_heatmap
 from workbench.plots.common import style as _style
 
 #: Attribution colours: red pushes the explained output up, blue pushes it down.
@@ -26,6 +27,30 @@ def _limit(*arrays: np.ndarray) -> float:
     return limit if limit > 0 else 1.0
 
 
+def _sample_grid(n: int, cols: int, titles: Sequence[tuple[str, ...]], **options: Any) -> go.Figure:
+    """Subplots with one row per sample, `cols` panels a row, titled row by row by `titles`."""
+    titled = [t for row in titles for t in row]
+    return make_subplots(rows=n, cols=cols, subplot_titles=titled, **options)
+
+
+def _attribution_axis(title: str, length: float) -> dict:
+    """The maps' one colour axis: each sample's values over its largest, −1 to 1."""
+    return dict(
+        colorscale=ATTRIBUTION_SCALE,
+        cmin=-1,
+        cmax=1,
+        colorbar=dict(
+            title=dict(text=title, side="top"),
+            thickness=12,
+            len=min(1.0, length),
+            y=1,
+            yanchor="top",
+            tickvals=[-1, 0, 1],
+            ticktext=["− max", "0", "+ max"],
+        ),
+    )
+
+
 def image_maps(
     inputs: np.ndarray,
     dense: np.ndarray,
@@ -39,12 +64,8 @@ def image_maps(
     their colours compare; the input's outline is drawn over them.
     """
     n = len(inputs)
-    fig = make_subplots(
-        rows=n,
-        cols=3,
-        subplot_titles=[t for row in titles for t in row],
-        horizontal_spacing=0.04,
-        vertical_spacing=min(0.08, 0.35 / max(n, 1)),
+    fig = _sample_grid(
+        n, 3, titles, horizontal_spacing=0.04, vertical_spacing=min(0.08, 0.35 / max(n, 1))
     )
     for i in range(n):
         limit = _limit(dense[i], pruned[i])
@@ -97,20 +118,7 @@ def image_maps(
             }
         )
     fig.update_layout(
-        coloraxis=dict(
-            colorscale=ATTRIBUTION_SCALE,
-            cmin=-1,
-            cmax=1,
-            colorbar=dict(
-                title=dict(text="attribution<br>(scaled per<br>sample)", side="top"),
-                thickness=12,
-                len=min(1.0, 420 / (cell * n)),
-                y=1,
-                yanchor="top",
-                tickvals=[-1, 0, 1],
-                ticktext=["− max", "0", "+ max"],
-            ),
-        )
+        coloraxis=_attribution_axis("attribution<br>(scaled per<br>sample)", 420 / (cell * n))
     )
     fig.update_annotations(font_size=12, yshift=6)
     _style(fig, cell * n + 40)
@@ -130,10 +138,10 @@ def signal_maps(
     attribution (dense left, pruned right); `inputs`, `dense`, `pruned` are (n, L)."""
     n, length = inputs.shape
     steps = np.arange(length)
-    fig = make_subplots(
-        rows=n,
-        cols=2,
-        subplot_titles=[t for row in titles for t in row],
+    fig = _sample_grid(
+        n,
+        2,
+        titles,
         horizontal_spacing=0.05,
         vertical_spacing=min(0.1, 0.4 / max(n, 1)),
         shared_yaxes=True,
@@ -168,22 +176,7 @@ def signal_maps(
                 row=i + 1,
                 col=col,
             )
-    fig.update_layout(
-        coloraxis=dict(
-            colorscale=ATTRIBUTION_SCALE,
-            cmin=-1,
-            cmax=1,
-            colorbar=dict(
-                title=dict(text="attribution<br>(scaled)", side="top"),
-                thickness=12,
-                len=min(1.0, 380 / (cell * n)),
-                y=1,
-                yanchor="top",
-                tickvals=[-1, 0, 1],
-                ticktext=["− max", "0", "+ max"],
-            ),
-        )
-    )
+    fig.update_layout(coloraxis=_attribution_axis("attribution<br>(scaled)", 380 / (cell * n)))
     fig.update_xaxes(title_text="time step", row=n)
     fig.update_annotations(font_size=12)
     return _style(fig, cell * n + 50)
@@ -201,12 +194,8 @@ def feature_bars(
     n, features = dense.shape
     names = list(feature_names) or [f"feature {j}" for j in range(features)]
     shown = min(top, features)
-    fig = make_subplots(
-        rows=n,
-        cols=2,
-        subplot_titles=[t for row in titles for t in row],
-        horizontal_spacing=0.06,
-        vertical_spacing=min(0.08, 0.3 / max(n, 1)),
+    fig = _sample_grid(
+        n, 2, titles, horizontal_spacing=0.06, vertical_spacing=min(0.08, 0.3 / max(n, 1))
     )
     for i in range(n):
         strength = np.maximum(np.abs(dense[i]), np.abs(pruned[i]))
@@ -288,46 +277,9 @@ def channel_grid(table: pd.DataFrame, columns: int = 3) -> go.Figure:
     return _style(fig, 200 * rows + 40)
 
 
-def importance_heatmap(
-    values: np.ndarray,
-    kept: np.ndarray,
-    row_label: str,
-    col_label: str,
-    show_mask: bool = True,
-    height: int = 420,
-    rows: np.ndarray | None = None,
-    cols: np.ndarray | None = None,
-) -> go.Figure:
-    """|w·∂L/∂w| per weight on a sequential scale; removed weights greyed when the mask is shown.
-
-    `rows` / `cols` place the cells in the axis' units, as in `charts.weight_heatmap`.
-    """
-    shown = np.where(kept > 0, values, np.nan) if show_mask else values
-    where = {} if rows is None or cols is None else {"x": cols, "y": rows}
-    fig = go.Figure()
-    if show_mask:
-        fig.add_heatmap(
-            z=np.where(kept > 0, np.nan, 1.0),
-            colorscale=[[0, "#E5E7EB"], [1, "#E5E7EB"]],
-            showscale=False,
-            hoverinfo="skip",
-            **where,
-        )
-    finite = values[np.isfinite(values)]
-    fig.add_heatmap(
-        z=shown,
-        colorscale="Viridis",
-        zmin=0,
-        zmax=float(np.quantile(finite, 0.995)) if finite.size and finite.max() > 0 else 1.0,
-        colorbar=dict(title="|w·∂L/∂w|", thickness=12),
-        customdata=kept,
-        hovertemplate=f"{row_label} %{{y:.4~g}}, {col_label} %{{x:.4~g}}"
-        "<br>|w·∂L/∂w| %{z:.3g}<br>kept %{customdata:.0%}<extra></extra>",
-        **where,
-    )
-    fig.update_yaxes(autorange="reversed", title_text=row_label, showgrid=False)
-    fig.update_xaxes(title_text=col_label)
-    return _style(fig, height)
+def importance_heatmap(*args: Any, **options: Any) -> go.Figure:
+    """|w·∂L/∂w| per weight on a sequential scale: `weight_heatmap`'s importance colours."""
+    return weight_heatmap(*args, scale="importance", **options)
 
 
 def overlap_curve(table: pd.DataFrame, method_label: str, baseline_label: str) -> go.Figure:
