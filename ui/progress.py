@@ -23,10 +23,9 @@ def show(
     """Run `events` to the end, drawing a bar once there is a step to show; returns the result.
 
     With `stop`, a Stop button (widget key `key`) is drawn beside the bar. Clicking it reruns
-    the page: Streamlit
-    calls `stop`, then interrupts this run at its next drawing call, so the generator is
-    abandoned (it keeps nothing it has not stored itself) and the page is drawn again.
-    A generator that ends without a result is a core bug and raises, as `drain` does.
+    the page: Streamlit calls `stop`, then interrupts this run at its next drawing call, so the
+    generator is abandoned (it keeps nothing it has not stored itself) and the page is drawn
+    again. A generator that ends without a result is a core bug and raises, as `drain` does.
     """
     box = st.empty()  # the bar and its button, cleared once the result is in
     bar = None
