@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 import torch
 
 import workbench as wb
+from tests.helpers import one_thread
 from workbench.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,16 +43,6 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +82,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
 @pytest.fixture(scope="module")
 def bench() -> wb.Workbench:
     demo = wb.load_demo("digits-cnn")
-    with _one_thread():
+    with one_thread():
         return wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
 
 
@@ -124,7 +113,7 @@ def test_evaluate_equals_the_library(runs: dict[str, Run], bench: wb.Workbench) 
     assert "Traceback" not in run.stderr
     out = json.loads(run.stdout)
     plan = wb.PruningPlan.from_dict(GOOD_PLAN)
-    with _one_thread():
+    with one_thread():
         report = bench.evaluate(plan)
     assert wb.PruningPlan.from_dict(out["plan"]) == plan
     assert out["task"] == "classification"

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch import nn
 
 import workbench as wb
 import workbench.io as wio
+from tests.helpers import Evil, export, one_thread
 from workbench.io import (
     ArchitectureError,
     CheckError,
@@ -66,32 +66,6 @@ PLANS = [
     ),
     wb.PruningPlan({"features.2": 0.5, "classifier.3": 0.5}, method="wanda", granularity="2:4"),
 ]
-
-
-class Evil:
-    """Unpickling this writes a file: what a malicious upload would do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    # The CLI runs with one thread; reductions split by thread count could differ in the last bit.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def export(model: nn.Module, example: torch.Tensor, path: Path, dynamic: bool = True) -> None:
-    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
-    torch.export.save(torch.export.export(model, (example,), dynamic_shapes=shapes), path)
 
 
 def image_zip(x: torch.Tensor, y: torch.Tensor, path: Path) -> list[int]:

@@ -12,7 +12,6 @@ import re
 import zipfile
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -21,41 +20,27 @@ from streamlit.testing.v1 import AppTest
 import workbench as wb
 import workbench.io as wio
 import workbench.plots as wb_plots
+from tests.helpers import Evil, tabular_files
 from ui import uploads
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/load.py"
 
 
-class Evil:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
-
-
 @pytest.fixture(scope="module")
 def tabular(tmp_path_factory) -> dict[str, object]:
     """The tabular demo as a user would bring it: a .pt2 program and its validation CSV."""
     folder = tmp_path_factory.mktemp("upload")
+    brought = tabular_files(folder)
     demo = wb.load_demo("tabular-mlp")
-    x, y = demo.val.tensors
-    program = torch.export.export(
-        demo.model, (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch")},)
-    )
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer)
-    frame = pd.DataFrame(x.double().numpy(), columns=list(demo.meta.feature_names))
-    frame["target"] = y.numpy()
     save_file(demo.model.state_dict(), folder / "tab.safetensors")
     (folder / "arch.py").write_text(
         "from workbench.models.architectures import TabularMLP\n\ndef build():\n"
         "    return TabularMLP()\n"
     )
     return {
-        "pt2": buffer.getvalue(),
-        "csv": frame.to_csv(index=False).encode(),
+        "pt2": brought["model"].read_bytes(),
+        "csv": brought["data"].read_bytes(),
         "safetensors": (folder / "tab.safetensors").read_bytes(),
         "arch": f"{folder / 'arch.py'}:build",
         "bench": wb.Workbench(demo.model, demo.val),

@@ -25,20 +25,11 @@ import torch
 from torch import nn
 
 import workbench as wb
+from tests.helpers import Touch, export
 from workbench.io import Limits, load_data, load_model
 from workbench.io.safety import CodeRefused, LoadError, SizeLimitError, UnsafeFileError, code_free
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Touch:
-    """Unpickling this creates `path`: the marker that code ran."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 def _code_then(marker: Path, stream: bytes) -> bytes:
@@ -73,10 +64,7 @@ def clean(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clean")
     demo = wb.load_demo("digits-mlp")
     x, y = demo.val.tensors
-    program = torch.export.export(
-        demo.model, (x[:4],), dynamic_shapes=({0: torch.export.Dim("batch")},)
-    )
-    torch.export.save(program, folder / "model.pt2")
+    export(demo.model, x[:4], folder / "model.pt2")
     torch.jit.save(torch.jit.trace(demo.model, x[:4]), folder / "model.ts")
     columns = [f"f{i}" for i in range(x.shape[1])]
     lines = [",".join([*columns, "label"])]
@@ -96,12 +84,12 @@ def hostile_files(clean: dict[str, Path], folder: Path, marker: Path) -> dict[st
     pt2 = clean["pt2"]
     sample = _member(pt2, "data/sample_inputs/model.pt")
     config_name = _member(pt2, "data/weights/model_weights_config.json")
-    evil = pickle.dumps(_Touch(marker), protocol=2)
+    evil = pickle.dumps(Touch(marker), protocol=2)
     files = {
         # A pickle behind two harmless opcodes: no sniffer recognises it as one.
         "pt2-sample-N0": _rewrite(pt2, folder / "n0.pt2", {sample: b"N0" + evil}, {}),
         "pt2-sample-protocol-1": _rewrite(
-            pt2, folder / "p1.pt2", {sample: pickle.dumps(_Touch(marker), protocol=1)}, {}
+            pt2, folder / "p1.pt2", {sample: pickle.dumps(Touch(marker), protocol=1)}, {}
         ),
     }
     # Stealth: the sample inputs still load (a legacy torch.save stream after the code).
@@ -225,7 +213,7 @@ def test_hostile_files_never_run_code_and_fail_fast(clean, tmp_path) -> None:
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     cases["plan-100k-deep"] = ("plan", tmp_path / "deep.json", {})
     # A TorchScript model whose forward never ends.
-    torch.jit.save(torch.jit.script(_Forever()), tmp_path / "forever.ts")
+    torch.jit.save(torch.jit.script(_Spins()), tmp_path / "forever.ts")
     np.savez(tmp_path / "x.npz", inputs=np.zeros((16, 4), np.float32), targets=np.arange(16) % 3)
     cases["forward-for-ever"] = (
         "dry-run",
@@ -257,14 +245,17 @@ def test_hostile_files_never_run_code_and_fail_fast(clean, tmp_path) -> None:
     assert run["peak"] < 2 * GiB, f"peak {run['peak'] / GiB:.2f} GiB"
 
 
-class _Forever(nn.Module):
-    def __init__(self) -> None:
+class _Spins(nn.Module):
+    """A forward pass that never ends on batches of more than `batch` samples (0: on any)."""
+
+    def __init__(self, batch: int = 0) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
+        self.batch = batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         i = 0
-        while i >= 0:
+        while x.shape[0] > self.batch and i >= 0:
             i = i + 1
         return self.fc(x)
 
@@ -317,7 +308,7 @@ def test_an_upload_is_never_unpickled_even_when_trusted(tmp_path) -> None:
     from ui import uploads
 
     marker = tmp_path / "PWNED"
-    payload = pickle.dumps(_Touch(marker))
+    payload = pickle.dumps(Touch(marker))
     with pytest.raises(UnsafeFileError):
         uploads.stage_model(
             uploads.Upload("model.pkl", data=payload),
@@ -335,7 +326,7 @@ def test_operator_limits_come_from_the_environment() -> None:
 
 
 def test_the_cli_refuses_a_forward_that_never_ends(tmp_path) -> None:
-    torch.jit.save(torch.jit.script(_Forever()), tmp_path / "forever.ts")
+    torch.jit.save(torch.jit.script(_Spins()), tmp_path / "forever.ts")
     np.savez(tmp_path / "x.npz", inputs=np.zeros((16, 4), np.float32), targets=np.arange(16) % 3)
     command = [sys.executable, "-m", "workbench", "layers"]
     command += ["--model", str(tmp_path / "forever.ts"), "--data", str(tmp_path / "x.npz")]
@@ -453,22 +444,11 @@ def test_tensor_files_that_would_allocate_past_the_caps_are_refused(tmp_path) ->
         load_data(tmp_path / "huge.pt")
 
 
-class _SlowOnBigBatches(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        i = 0
-        while x.shape[0] > 8 and i >= 0:  # fine on the first 8 samples, never ends on more
-            i = i + 1
-        return self.fc(x)
-
-
 def test_the_dry_run_covers_a_whole_batch_not_just_the_first_samples(tmp_path) -> None:
     from workbench.io import check
 
-    torch.jit.save(torch.jit.script(_SlowOnBigBatches()), tmp_path / "slow.ts")
+    # Fine on the first 8 samples, never ends on more.
+    torch.jit.save(torch.jit.script(_Spins(batch=8)), tmp_path / "slow.ts")
     np.savez(tmp_path / "x.npz", inputs=np.zeros((64, 4), np.float32), targets=np.arange(64) % 3)
     report = check(load_model(tmp_path / "slow.ts"), load_data(tmp_path / "x.npz"),
                    limits=Limits(dry_run_seconds=3))  # fmt: skip

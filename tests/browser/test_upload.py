@@ -7,12 +7,11 @@ import re
 import zipfile
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import torch
 from playwright.sync_api import Locator, Page, expect
 
 import workbench as wb
+from tests.helpers import Touch, tabular_files
 
 from .conftest import screenshot, wait_for_app
 
@@ -20,17 +19,7 @@ from .conftest import screenshot, wait_for_app
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tabular demo exported as a user would: a torch.export program and a validation CSV."""
-    folder = tmp_path_factory.mktemp("upload")
-    demo = wb.load_demo("tabular-mlp")
-    x, y = demo.val.tensors
-    program = torch.export.export(
-        demo.model, (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch")},)
-    )
-    torch.export.save(program, folder / "breast-cancer-mlp.pt2")
-    frame = pd.DataFrame(x.double().numpy(), columns=list(demo.meta.feature_names))
-    frame["target"] = y.numpy()
-    frame.to_csv(folder / "breast-cancer-val.csv", index=False)
-    return {"model": folder / "breast-cancer-mlp.pt2", "data": folder / "breast-cancer-val.csv"}
+    return tabular_files(tmp_path_factory.mktemp("upload"))
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +134,7 @@ def test_a_default_server_offers_no_local_code_and_refuses_a_hostile_pt2(
         for name in src.namelist():
             payload = src.read(name)
             if name.endswith("data/sample_inputs/model.pt"):
-                payload = b"N0" + pickle.dumps(_Touch(marker), protocol=2)
+                payload = b"N0" + pickle.dumps(Touch(marker), protocol=2)
             dst.writestr(name, payload)
     upload(page, 0, hostile)
     error = page.get_by_test_id("stAlertContentError").first.inner_text().replace("\u200b", "")
@@ -156,11 +145,3 @@ def test_a_default_server_offers_no_local_code_and_refuses_a_hostile_pt2(
     go_to(page, "Model")
     wait_for_app(page)
     assert card(page, "Accuracy") == "98.05%"  # the app goes on
-
-
-class _Touch:
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
