@@ -7,6 +7,8 @@ models live in their session only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from ui import state
@@ -54,3 +56,12 @@ def bench(key: str) -> Workbench:
 def current() -> Workbench:
     """The engine of the model the sidebar picked."""
     return bench(state.demo())
+
+
+def training_data(key: str) -> Any | None:
+    """A model's training set: a demo's own split, or one brought with an upload (None: none)."""
+    uploads = state.uploads()
+    if key in uploads:
+        return uploads[key].train
+    train = demo(key).train
+    return train if len(train) else None

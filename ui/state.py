@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import streamlit as st
 
@@ -26,12 +27,14 @@ _DEMO = "demo"
 _TOUCHED = "touched"  # {demo: the layer whose slider moved last}
 _UPLOADS = "uploads"  # {key: Upload}: models this session brought; never shared
 _NOTICES = "notices"  # what a link or a stale plan lost, and why: shown once, then cleared
+_RECOVERIES = "recoveries"  # {model key: [ui.recover.job.Job]}: this session's recovery runs
 
 
 @dataclass(frozen=True)
 class Upload:
     info: ModelInfo
     bench: Workbench
+    train: Any = None  # a training set brought with the model, for the Recover page
 
 
 def _init() -> None:
@@ -42,6 +45,7 @@ def _init() -> None:
     st.session_state[_TOUCHED] = {}
     st.session_state[_UPLOADS] = {}
     st.session_state[_NOTICES] = []
+    st.session_state[_RECOVERIES] = {}
     params = dict(st.query_params)
     demo = params.get("demo", DEFAULT_DEMO)
     if demo not in list_demos(include_synthetic=True):
@@ -133,9 +137,9 @@ def uploads() -> dict[str, Upload]:
     return st.session_state[_UPLOADS]
 
 
-def add_upload(key: str, info: ModelInfo, bench: Workbench) -> None:
-    """Keep a model this session loaded, and switch to it."""
-    uploads()[key] = Upload(info, bench)
+def add_upload(key: str, info: ModelInfo, bench: Workbench, train: Any = None) -> None:
+    """Keep a model this session loaded (with its training set, if any), and switch to it."""
+    uploads()[key] = Upload(info, bench, train)
     st.session_state[_PLANS].pop(key, None)
     set_demo(key)
 
@@ -184,6 +188,12 @@ def set_lock(layer: str, locked: bool) -> None:
     else:
         locks().discard(layer)
     sync_url()
+
+
+def recoveries() -> list[Any]:
+    """This session's recovery runs on the current model, oldest first (append to start one)."""
+    _init()
+    return st.session_state[_RECOVERIES].setdefault(demo(), [])
 
 
 def widget_key(kind: str, layer: str = "") -> str:

@@ -23,6 +23,7 @@ from workbench.recover.finetune import (
 )
 from workbench.recover.held import MaskHold, hold_with_prune
 from workbench.recover.schedule import Schedule, ScheduleError
+from workbench.recover.summary import per_class_change, runs_table
 
 __all__ = [
     "MaskHold",
@@ -34,6 +35,8 @@ __all__ = [
     "finetune",
     "finetune_iter",
     "masked_model",
+    "per_class_change",
+    "runs_table",
     "split_data",
 ]
 

@@ -12,6 +12,7 @@ passed as `stop` ends it at the next batch with the best model so far.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -23,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import prune
 
 from workbench.errors import WorkbenchError
 from workbench.evaluate import Report, Workbench
@@ -59,6 +61,16 @@ class Recovery:
     stopped: Literal["finished", "early stop", "cancelled"] = "finished"
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def plain_model(self) -> nn.Module:
+        """A copy of `model` with the masks made permanent (`torch.nn.utils.prune.remove`):
+        plain parameters holding the zeros, the parameter names of the original model."""
+        model = copy.deepcopy(self.model)
+        for module in model.modules():
+            for hook in list(module._forward_pre_hooks.values()):
+                if isinstance(hook, prune.BasePruningMethod):
+                    prune.remove(module, hook._tensor_name)
+        return model
 
 
 @dataclass(frozen=True)
@@ -156,8 +168,13 @@ def finetune_iter(
     best_score = -math.inf
     best_state: dict[str, torch.Tensor] | None = None
     best_step, stale, stopped, step = 0, 0, "finished", 0
+    # Step 0: where training starts (the one-shot model, or the dense one for a gradual run).
+    scores = bench.model_metrics(student)
+    first = {"step": 0, "epoch": 0, "train_loss": math.nan, "lr": lr}
+    rows.append({**first, "sparsity": _sparsity(held.masks, weights, bench), **scores})
     if at_target:
-        best_score, best_state = sign * bench.model_metrics(student)[metric], _state(student)
+        best_score, best_state = sign * scores[metric], _state(student)
+    yield TrainingStep(0, total, "measured the starting point", row=rows[0])
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
