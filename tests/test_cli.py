@@ -240,3 +240,42 @@ def test_bad_input_exits_2_with_one_line(tiny, capsys, name: str) -> None:
     assert lines[0].startswith("error: ")
     for word in words:
         assert word in lines[0], (word, lines[0])
+
+
+def test_finetune_writes_the_recovered_weights(capsys, tmp_path) -> None:
+    plan = wb.PruningPlan.uniform(["fc1", "fc2", "fc3"], 0.9, scope="global")
+    (tmp_path / "plan.json").write_text(plan.to_json())
+    out = tmp_path / "recovered.safetensors"
+    argv = ["finetune", "--demo", "digits-mlp", "--plan", tmp_path / "plan.json",
+            "--epochs", "1", "--lr", "3e-3", "--out", out]  # fmt: skip
+    run = _run(argv, capsys)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    demo = wb.load_demo("digits-mlp")
+    bench = wb.Workbench(demo.model, demo.val)
+    oracle = wb.finetune(bench, plan, demo.train, epochs=1, lr=3e-3)
+    assert summary["recovered_metrics"] == pytest.approx(oracle.report.metrics)
+    assert summary["one_shot_metrics"] == pytest.approx(bench.evaluate(plan).metrics)
+    from safetensors.torch import load_file
+
+    model = wb.load_demo("digits-mlp").model
+    model.load_state_dict(load_file(out))  # the original architecture's names
+    for name, keep in bench.kept(plan).items():
+        assert (model.get_parameter(name)[~keep] == 0).all()
+    with torch.no_grad():
+        accuracy = (model(demo.val.tensors[0]).argmax(1) == demo.val.tensors[1]).double().mean()
+    assert float(accuracy) == pytest.approx(summary["recovered_metrics"]["accuracy"])
+
+
+def test_finetune_your_model_needs_a_training_split(tiny, capsys, tmp_path) -> None:
+    (tmp_path / "plan.json").write_text(wb.PruningPlan(sparsity={"0": 0.5}).to_json())
+    source = ["--model", tiny["tiny.pt2"], "--data", tiny["tiny.csv"], "--target", "label"]
+    run = _run(["finetune", *source, "--plan", tmp_path / "plan.json"], capsys)
+    assert run.returncode == 2
+    assert "no training data" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    run = _run(["finetune", *source, "--val-fraction", "0.5", "--plan", tmp_path / "plan.json",
+                "--epochs", "2", "--batch-size", "8"], capsys)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert "seeded split" in run.stderr  # the data's note says how it was split
+    assert summary["recovered_metrics"]["accuracy"] >= 0

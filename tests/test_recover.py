@@ -305,3 +305,27 @@ def test_history_columns(run: wb.Recovery) -> None:
     assert list(run.history.columns[:5]) == ["step", "epoch", "train_loss", "lr", "sparsity"]
     assert np.isfinite(run.history["train_loss"].iloc[1:]).all()
     assert run.history["sparsity"].iloc[-1] == pytest.approx(0.9, abs=1e-3)
+
+
+def test_your_data_brings_its_training_split_fitted_like_validation(tmp_path) -> None:
+    """A file's seeded split (or its own x_train) reaches recovery prepared exactly as the
+    validation inputs are (the model's dtype), and the two parts are disjoint."""
+    from tests.helpers import tabular_files
+    from workbench import io as wio
+
+    files = tabular_files(tmp_path)
+    model = wio.load_model(files["model"])
+    data = wio.load_data(files["data"], target="target", val_fraction=0.6, seed=1)
+    built = wio.run_build(model, data)
+    train_x, train_y = built.train
+    assert train_x.dtype == built.bench.val_inputs.dtype == torch.float32  # CSV floats are f64
+    assert len(train_x) + len(built.bench.val_inputs) == data.info.n_total
+    val_rows = {tuple(r.tolist()) for r in built.bench.val_inputs}
+    assert not any(tuple(r.tolist()) in val_rows for r in train_x)
+    plan = wb.PruningPlan.uniform(built.bench.layer_names, 0.8)
+    run = wb.finetune(built.bench, plan, (train_x, train_y), epochs=2, lr=3e-3)
+    with torch.no_grad():
+        predicted = run.model.eval()(built.bench.val_inputs).argmax(1)
+    assert run.report.metrics["accuracy"] == pytest.approx(
+        accuracy_score(built.bench.targets, predicted)
+    )

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -101,6 +101,7 @@ class Built:
     bench: Workbench | None = None
     error: str | None = None
     notes: tuple[str, ...] = field(default=())
+    train: Any = None  # the data's training split, fitted like the validation data
 
 
 def limits(max_upload_mb: float) -> Limits:
@@ -241,7 +242,7 @@ def build(
     )
     if done is None:
         return Built(error=error)
-    return Built(info=done.info, bench=done.bench)
+    return Built(info=done.info, bench=done.bench, train=done.train)
 
 
 def _attempt(what: str, work: Callable[[], T]) -> tuple[T | None, str | None]:

@@ -1,4 +1,5 @@
-"""Command line: python -m workbench (or prune-workbench) {demos,layers,evaluate,sensitivity}."""
+"""Command line: python -m workbench (or prune-workbench)
+{demos,layers,evaluate,sensitivity,finetune}."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def add_source_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--target", help="the CSV column (or array) of targets; '' for none (label-free)"
     )
+    command.add_argument(
+        "--val-fraction",
+        type=float,
+        help="share of --data kept for validation; the seeded rest is the training split "
+        "(finetune); a file with its own split keeps it",
+    )
 
 
 class _Status:
@@ -78,10 +85,26 @@ class _Status:
 
 def _bench(args: argparse.Namespace) -> Workbench:
     """The Workbench of --demo, or of --model with --data (subcommands without those: --demo)."""
+    return _built(args)[0]
+
+
+NO_TRAINING_DATA = (
+    "no training data: a demo trains on its own split; for --data give a file with its own "
+    "split (x_train/y_train arrays) or --val-fraction below 1 (training on the validation data "
+    "would report a leak)"
+)
+
+
+def _built(args: argparse.Namespace, need_train: bool = False) -> tuple[Workbench, Any]:
+    """The Workbench and the training split (None when the data has none; with `need_train`,
+    an error before anything is built or said)."""
     model_path, data_path = getattr(args, "model", None), getattr(args, "data", None)
     if model_path is None and data_path is None:
         demo = load_demo(args.demo)
-        return Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+        if need_train and not len(demo.train):
+            raise ValueError(NO_TRAINING_DATA)
+        bench = Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+        return bench, demo.train if len(demo.train) else None
     if model_path is None or data_path is None:
         raise ValueError("--model and --data go together: your model and its validation data")
     from workbench import io as wio  # lazily: demos need none of it
@@ -92,7 +115,10 @@ def _bench(args: argparse.Namespace) -> Workbench:
         target=args.target,
         tokenizer=model.tokenizer,
         class_names=model.class_names or None,
+        val_fraction=args.val_fraction,
     )
+    if need_train and data.train is None:
+        raise ValueError(NO_TRAINING_DATA)
     # What was read is said only once it all worked: a bad input prints one error line alone.
     notes = [f"model: {line}" for line in model.summary()]
     notes += [f"data: {line}" for line in data.info.notes]
@@ -107,7 +133,7 @@ def _bench(args: argparse.Namespace) -> Workbench:
     ]
     for line in notes:
         print(line, file=sys.stderr)
-    return built.bench
+    return built.bench, built.train
 
 
 def _cmd_demos(args: argparse.Namespace) -> int:
@@ -180,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             command.add_argument("--plan", help="a plan JSON file (PruningPlan.to_json)")
     _add_sensitivity_command(commands)
+    _add_finetune_command(commands)
     return parser
 
 
@@ -235,6 +262,85 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         print(f"wrote {len(frame)} rows to {args.csv}", file=sys.stderr)
     else:
         print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _add_finetune_command(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "finetune",
+        help="recover a pruned model's accuracy: fine-tune it with its zeros held (optionally "
+        "distilling from the dense model, or pruning gradually) and write the weights",
+    )
+    add_source_options(command)
+    command.add_argument("--plan", required=True, help="a plan JSON file (PruningPlan.to_json)")
+    command.add_argument("--epochs", type=int, default=3, help="passes over the training set")
+    command.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    command.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    command.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="weight of distillation from the dense model, 0..1 (default 0: labels only)",
+    )
+    command.add_argument("--temperature", type=float, default=4.0, help="distillation T")
+    command.add_argument(
+        "--gradual",
+        action="store_true",
+        help="start from the dense model and prune along an AGP (cubic) schedule",
+    )
+    command.add_argument("--seed", type=int, default=0, help="seed of the batch order")
+    command.add_argument("--out", help="write the recovered weights to this .safetensors file")
+    command.set_defaults(run=_cmd_finetune)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    from workbench.recover import Schedule, finetune_iter
+
+    plan = _read_plan(args.plan)
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        raise ValueError(f"cannot write {args.out!r}: its folder does not exist")
+    bench, train = _built(args, need_train=True)
+    if train is None:  # a split that did not fit the model (the build warned why)
+        raise ValueError(NO_TRAINING_DATA)
+    events = finetune_iter(
+        bench,
+        plan,
+        train,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        distill=args.distill,
+        temperature=args.temperature,
+        schedule=Schedule.agp() if args.gradual else None,
+        seed=args.seed,
+    )
+    with tqdm(total=None, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+        for event in events:
+            bar.total = int(event.total)
+            bar.n = int(event.done)
+            bar.set_description(event.message, refresh=False)
+            bar.refresh()
+            if event.finished:
+                run = event.result
+    one_shot = bench.evaluate(plan)
+    summary = {
+        "plan": plan.to_dict(),
+        "dense_metrics": one_shot.dense_metrics,
+        "one_shot_metrics": one_shot.metrics,
+        "recovered_metrics": run.report.metrics,
+        "best_step": run.best_step,
+        "stopped": run.stopped,
+        "seconds": round(run.seconds, 2),
+        "notes": run.notes,
+    }
+    if args.out:
+        tensors = {k: v.contiguous() for k, v in run.plain_model().state_dict().items()}
+        save_file(tensors, args.out, metadata={"plan": plan.to_json(indent=None)})
+        summary["out"] = args.out
+    print(json.dumps(summary, indent=2, allow_nan=False))
     return 0
 
 

@@ -25,7 +25,7 @@ def render(staged: Any) -> None:
             st.error(plain(built.error), icon=":material/error:")
         else:
             assert built.info is not None and built.bench is not None
-            state.add_upload(key, built.info, built.bench)
+            state.add_upload(key, built.info, built.bench, built.train)
             staging.release()
             st.switch_page("pages/model.py")
     st.caption(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import prod
 from typing import Any
 
@@ -84,6 +84,8 @@ class Prepared:
     task: str
     batch_size: int
     notes: tuple[str, ...] = field(default=())
+    #: The data's training split, fitted as the validation inputs are (None: there is none).
+    train: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
 
 def check(
@@ -166,7 +168,8 @@ def _run(
             )
             inputs = inputs[:keep]
             targets = None if targets is None else targets[:keep]
-    prepared = Prepared(inputs, targets, task, batch_size, tuple(notes))
+    train = _fit_train(info, model, data, task, n_outputs, findings)
+    prepared = Prepared(inputs, targets, task, batch_size, tuple(notes), train)
     findings.extend(Finding("info", "data", note) for note in notes)
     return CheckReport(tuple(findings), task, n_outputs), prepared
 
@@ -490,6 +493,30 @@ def _fit_targets(
     return targets
 
 
+def _fit_train(
+    info: LoadedModel | None,
+    model: nn.Module,
+    data: LoadedData,
+    task: str,
+    n_outputs: int,
+    findings: list[Finding],
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The training split made to fit as the validation data is; a warning if it cannot."""
+    if data.train is None:
+        return None
+    split = replace(data, inputs=data.train[0], targets=data.train[1], train=None)
+    problems: list[Finding] = []
+    inputs, _ = _fit_inputs(info, model, split, problems)
+    targets = _fit_targets(split, task, n_outputs, problems)
+    errors = [f.message for f in problems if f.level == "error"]
+    if errors:
+        findings.append(
+            Finding("warning", "training data", f"the training split is not used: {errors[0]}")
+        )
+        return None
+    return inputs, targets
+
+
 # ---- building the engine ---------------------------------------------------------------------
 
 
@@ -500,6 +527,8 @@ class BuildResult:
     bench: Workbench
     info: ModelInfo
     report: CheckReport
+    #: The data's training split, fitted like the validation data (for recovery); None: none.
+    train: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
 
 def build_workbench(
@@ -524,7 +553,7 @@ def build_workbench(
         class_names=_class_names(data, report),
     )
     info = model_info(model, data, prepared, name=name)
-    yield Progress(3, 3, "Ready.", BuildResult(bench, info, report))
+    yield Progress(3, 3, "Ready.", BuildResult(bench, info, report, prepared.train))
 
 
 def run_build(model: LoadedModel, data: LoadedData, **options: Any) -> BuildResult:
