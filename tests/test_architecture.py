@@ -19,6 +19,7 @@ RANKS = {
     "analysis": 3,
     "explain": 3,
     "recover": 3,
+    "ship": 3,
     "io": 4,
     "plots": 5,
     "cli": 6,

@@ -43,6 +43,16 @@ from workbench.recover import (
     masked_model,
     split_data,
 )
+from workbench.ship import (
+    ChannelScatter,
+    ChannelSelect,
+    Compacted,
+    Latency,
+    compact,
+    latency,
+    latency_table,
+    onnxruntime_available,
+)
 
 __all__ = [
     # sensitivity scans and budgets (workbench.analysis)
@@ -69,6 +79,15 @@ __all__ = [
     "finetune_iter",
     "masked_model",
     "split_data",
+    # shipping: the compacted model, measured latency, exports (workbench.ship)
+    "ChannelScatter",
+    "ChannelSelect",
+    "Compacted",
+    "Latency",
+    "compact",
+    "latency",
+    "latency_table",
+    "onnxruntime_available",
     # the rest
     "ATTRIBUTION_METHODS",
     "CRITERIA",
