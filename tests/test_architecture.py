@@ -20,6 +20,7 @@ RANKS = {
     "explain": 3,
     "recover": 3,
     "ship": 3,
+    "track": 3,
     "io": 4,
     "plots": 5,
     "cli": 6,

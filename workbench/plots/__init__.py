@@ -19,6 +19,7 @@ from workbench.plots.common import (
     weight_heatmap,
 )
 from workbench.plots.data import preview_figure
+from workbench.plots.experiments import frontier_chart, per_class_difference, run_layer_bars
 from workbench.plots.importance import (
     channel_bars,
     channel_grid,
@@ -51,6 +52,7 @@ __all__ = [
     "feature_bars",
     "format_delta",
     "format_metric",
+    "frontier_chart",
     "histogram",
     "histogram_grid",
     "image_maps",
@@ -60,9 +62,11 @@ __all__ = [
     "metric_label",
     "overlap_curve",
     "per_class",
+    "per_class_difference",
     "preview_figure",
     "proposal_bars",
     "removal_strip",
+    "run_layer_bars",
     "signal_maps",
     "style",
     "tolerance_bars",
