@@ -142,3 +142,15 @@ def test_latency_structure() -> None:
     assert (table["batch"] == 8).all()
     with pytest.raises(wb.WorkbenchError):
         wb.latency(bench.model, bench.val_inputs[:1], threads=0)
+
+
+def test_plan_latency_rows() -> None:
+    bench = _bench(Coupled())
+    table = wb.plan_latency(bench, _channel_plan(bench), batch_size=4, threads=1, min_run_time=0.02)
+    expected = ["dense", "masked", "compacted"] + (
+        ["onnxruntime"] if wb.onnxruntime_available() else []
+    )
+    assert list(table["label"]) == expected
+    assert (table["batch"] == 4).all() and (table["median_s"] > 0).all()
+    with pytest.raises(wb.WorkbenchError, match="batch size"):
+        wb.plan_latency(bench, _channel_plan(bench), batch_size=0)

@@ -44,14 +44,21 @@ from workbench.recover import (
     split_data,
 )
 from workbench.ship import (
+    EXPORT_FORMATS,
+    MASK_PREFIX,
     ChannelScatter,
     ChannelSelect,
     Compacted,
     Latency,
     compact,
+    export,
+    export_bytes,
+    export_formats,
     latency,
     latency_table,
     onnxruntime_available,
+    plan_latency,
+    restore_torch_prune,
 )
 
 __all__ = [
@@ -83,11 +90,18 @@ __all__ = [
     "ChannelScatter",
     "ChannelSelect",
     "Compacted",
+    "EXPORT_FORMATS",
     "Latency",
+    "MASK_PREFIX",
     "compact",
+    "export",
+    "export_bytes",
+    "export_formats",
     "latency",
     "latency_table",
     "onnxruntime_available",
+    "plan_latency",
+    "restore_torch_prune",
     # the rest
     "ATTRIBUTION_METHODS",
     "CRITERIA",

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from workbench.ship.compact import ChannelScatter, ChannelSelect, Compacted, compact
+from workbench.ship.export import (
+    EXPORT_FORMATS,
+    MASK_PREFIX,
+    export,
+    export_bytes,
+    export_formats,
+    restore_torch_prune,
+)
 from workbench.ship.latency import Latency, latency, latency_table, onnxruntime_available
+from workbench.ship.measure import plan_latency
 
 __all__ = [
     "ChannelScatter",
     "ChannelSelect",
     "Compacted",
+    "EXPORT_FORMATS",
+    "MASK_PREFIX",
     "Latency",
     "compact",
+    "export",
+    "export_bytes",
+    "export_formats",
     "latency",
     "latency_table",
     "onnxruntime_available",
+    "plan_latency",
+    "restore_torch_prune",
 ]

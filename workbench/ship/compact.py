@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 import pandas as pd
 import torch
@@ -90,10 +91,15 @@ class Compacted:
         return int(counter.get_total_flops())
 
 
-def compact(bench: Workbench, plan: PruningPlan) -> Compacted:
+def compact(bench: Workbench, plan: PruningPlan, model: nn.Module | None = None) -> Compacted:
     """The plan's model with removed channels physically gone: fewer parameters and FLOPs,
-    the same outputs as `bench.outputs(plan)`. For nn.Module models torch.fx can trace."""
-    gm = _traced(bench, plan)
+    the same outputs as `bench.outputs(plan)`. For nn.Module models torch.fx can trace.
+
+    model: a trained copy of `bench.pruned_model(plan)` holding its zeros (a recovered model,
+    `Recovery.plain_model()`, or the Recovery itself) to compact instead.
+    """
+    model = plain(model) if model is not None else bench.pruned_model(plan)
+    gm = _traced(bench, model)
     sample = bench.val_inputs[:CHECK_SAMPLES]
     ShapeProp(gm).propagate(sample)
     before = {name: tuple(p.shape) for name, p in gm.named_parameters()}
@@ -107,7 +113,7 @@ def compact(bench: Workbench, plan: PruningPlan) -> Compacted:
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()
-    _check(bench.pruned_model(plan), gm, sample)
+    _check(model, gm, sample)
     shapes = pd.DataFrame(
         [
             {
@@ -123,7 +129,12 @@ def compact(bench: Workbench, plan: PruningPlan) -> Compacted:
     return Compacted(gm, shapes, plan)
 
 
-def _traced(bench: Workbench, plan: PruningPlan) -> fx.GraphModule:
+def plain(model: Any) -> nn.Module:
+    """A model with plain parameters: a Recovery's `plain_model()`, or the module itself."""
+    return model.plain_model() if hasattr(model, "plain_model") else model
+
+
+def _traced(bench: Workbench, model: nn.Module) -> fx.GraphModule:
     because = "not available for this model, because"
     if isinstance(bench.model, torch.jit.ScriptModule):
         raise WorkbenchError(
@@ -136,7 +147,6 @@ def _traced(bench: Workbench, plan: PruningPlan) -> fx.GraphModule:
             "are operations on constants, not nn.Module layers; load the weights on their "
             "architecture (.safetensors with --arch) to compact it"
         )
-    model = bench.pruned_model(plan)
     try:
         gm = fx.symbolic_trace(model)
     except Exception as error:  # tracing fails in many ways on arbitrary code
