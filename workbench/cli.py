@@ -1,5 +1,5 @@
 """Command line: python -m workbench (or prune-workbench)
-{demos,layers,evaluate,sensitivity,finetune}."""
+{demos,layers,evaluate,sensitivity,finetune,export,latency}."""
 
 from __future__ import annotations
 
@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--plan", help="a plan JSON file (PruningPlan.to_json)")
     _add_sensitivity_command(commands)
     _add_finetune_command(commands)
+    _add_ship_commands(commands)
     return parser
 
 
@@ -341,6 +342,55 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         save_file(tensors, args.out, metadata={"plan": plan.to_json(indent=None)})
         summary["out"] = args.out
     print(json.dumps(summary, indent=2, allow_nan=False))
+    return 0
+
+
+def _add_ship_commands(commands: argparse._SubParsersAction) -> None:
+    from workbench.ship import EXPORT_FORMATS
+
+    export = commands.add_parser(
+        "export", help="write the pruned (compacted where possible) model or the plan to a file"
+    )
+    add_source_options(export)
+    export.add_argument("--plan", help="a plan JSON file (default: the dense model)")
+    export.add_argument(
+        "--format", choices=list(EXPORT_FORMATS), help="default: from the suffix of --out"
+    )
+    export.add_argument("--out", required=True, help="the file to write")
+    export.set_defaults(run=_cmd_export)
+    latency = commands.add_parser(
+        "latency", help="measure dense, masked and compacted latency (torch.utils.benchmark)"
+    )
+    add_source_options(latency)
+    latency.add_argument("--plan", help="a plan JSON file (default: the dense model)")
+    latency.add_argument("--batch-size", type=int, default=1, help="samples per call (default 1)")
+    latency.add_argument("--threads", type=int, help="torch threads (default: torch's count)")
+    latency.add_argument("--json", action="store_true", help="print JSON records")
+    latency.set_defaults(run=_cmd_latency)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from workbench.ship import export
+
+    plan = _read_plan(args.plan) if args.plan else PruningPlan()
+    if not Path(args.out).resolve().parent.is_dir():
+        raise ValueError(f"cannot write {args.out!r}: its folder does not exist")
+    path = export(_bench(args), plan, args.out, args.format)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+def _cmd_latency(args: argparse.Namespace) -> int:
+    from workbench.ship import plan_latency
+
+    plan = _read_plan(args.plan) if args.plan else PruningPlan()
+    table = plan_latency(_bench(args), plan, args.batch_size, args.threads)
+    table["median_ms"], table["iqr_ms"] = table["median_s"] * 1e3, table["iqr_s"] * 1e3
+    table = table[["label", "batch", "threads", "median_ms", "iqr_ms", "runs", "speedup"]]
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        print(table.to_string(index=False, float_format="{:.3f}".format))
     return 0
 
 
