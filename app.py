@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import loaders, state, widgets
+from ui.learn import banner
 
 st.set_page_config(page_title="Prune Workbench", page_icon="✂️", layout="wide")
 st.html(
@@ -15,6 +16,7 @@ st.html(
 )
 
 PAGES = [
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
     st.Page("pages/model.py", title="Model", icon=":material/hub:", default=True),
     st.Page("pages/load.py", title="Load your model", icon=":material/upload_file:"),
     st.Page("pages/weights.py", title="Weights", icon=":material/bar_chart:"),
@@ -42,6 +44,8 @@ with st.sidebar:
 if pages.url_path != "load":
     # A plan from a link, or from before a model changed, may name layers this model lacks.
     state.fit_layers(loaders.bench(state.demo()).layer_names)
+    with st.sidebar:  # after fit_layers: the lesson's check evaluates the plan
+        banner.render()
 widgets.notices()
 state.sync_url()
 pages.run()

@@ -23,6 +23,7 @@ RANKS = {
     "track": 3,
     "io": 4,
     "plots": 5,
+    "learn": 5,
     "cli": 6,
     "__main__": 7,
 }

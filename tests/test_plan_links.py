@@ -3,6 +3,7 @@ defects 7 and 8): AppTest on the real app, and the pure helpers directly."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -188,4 +189,9 @@ def test_sidebar_lists_pages_without_the_raw_file_names() -> None:
     assert config["client"]["showSidebarNavigation"] is False
     at = landing({})
     titles = [e.value for e in at.sidebar if getattr(e, "type", "") == "page_link"]
-    assert titles == ["Model", "Load your model", "Weights", "Prune", "Sensitivity", "Importance"]
+    # exactly the app's pages, by title, in its order (never the pages/ file names)
+    expected = re.findall(
+        r'st\.Page\("pages/\w+\.py", title="([^"]+)"', (ROOT / "app.py").read_text()
+    )
+    assert titles == expected
+    assert titles[:2] == ["Learn", "Model"]  # the lessons first, for a new visitor

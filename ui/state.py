@@ -19,6 +19,7 @@ from workbench import (
     Workbench,
     list_demos,
 )
+from workbench.learn import LESSONS
 
 DEFAULT_DEMO = "digits-cnn"
 _PLANS = "plans"  # {demo: PruningPlan}; not a widget key, so it survives page changes
@@ -28,6 +29,8 @@ _TOUCHED = "touched"  # {demo: the layer whose slider moved last}
 _UPLOADS = "uploads"  # {key: Upload}: models this session brought; never shared
 _NOTICES = "notices"  # what a link or a stale plan lost, and why: shown once, then cleared
 _RECOVERIES = "recoveries"  # {model key: [ui.recover.job.Job]}: this session's recovery runs
+_LESSON = "lesson"  # (lesson key, step index) of the lesson in progress, or None
+_RECORDED = "recorded"  # {lesson key: {name: number as shown}}: what passed steps recorded
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,9 @@ def _init() -> None:
     st.session_state[_UPLOADS] = {}
     st.session_state[_NOTICES] = []
     st.session_state[_RECOVERIES] = {}
+    st.session_state[_RECORDED] = {}
     params = dict(st.query_params)
+    st.session_state[_LESSON] = _lesson_from_query(params)
     demo = params.get("demo", DEFAULT_DEMO)
     if demo not in list_demos(include_synthetic=True):
         st.session_state[_DEMO] = DEFAULT_DEMO
@@ -196,6 +201,36 @@ def recoveries() -> list[Any]:
     return st.session_state[_RECOVERIES].setdefault(demo(), [])
 
 
+def lesson() -> tuple[str, int] | None:
+    """The lesson in progress and its step (also in the URL: ?lesson=magnitude&step=2)."""
+    _init()
+    return st.session_state[_LESSON]
+
+
+def set_lesson(key: str | None, step: int = 0) -> None:
+    """Go to a lesson's step (None: leave the lessons); a restart forgets what it recorded."""
+    _init()
+    if key is not None and step == 0:
+        st.session_state[_RECORDED].pop(key, None)
+    st.session_state[_LESSON] = None if key is None else (key, step)
+    sync_url()
+
+
+def recorded(key: str) -> dict[str, str]:
+    """The numbers a lesson's passed steps kept (add to it when a step first passes)."""
+    _init()
+    return st.session_state[_RECORDED].setdefault(key, {})
+
+
+def _lesson_from_query(params: dict[str, str]) -> tuple[str, int] | None:
+    key = params.get("lesson")
+    if key not in LESSONS:
+        return None
+    step = params.get("step", "1")
+    index = int(step) - 1 if step.isdigit() else 0
+    return key, min(max(index, 0), len(LESSONS[key].steps) - 1)
+
+
 def widget_key(kind: str, layer: str = "") -> str:
     """Widget keys namespaced by demo, so each model keeps its own sliders."""
     return f"{kind}:{demo()}:{layer}"
@@ -284,5 +319,7 @@ def plan_from_query(query: dict[str, str]) -> PruningPlan | None:
 
 def sync_url() -> None:
     query = {"demo": demo(), **plan_to_query(plan(), locks())}
+    if (current := lesson()) is not None:
+        query |= {"lesson": current[0], "step": str(current[1] + 1)}
     if dict(st.query_params) != query:
         st.query_params.from_dict(query)

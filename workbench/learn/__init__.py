@@ -1,0 +1,27 @@
+"""Guided lessons: data the Learn page walks through (see model.py for the structure)."""
+
+from workbench.learn.lessons import LESSONS
+from workbench.learn.model import (
+    Facts,
+    Lesson,
+    OnModel,
+    PlanIs,
+    Recovered,
+    Run,
+    Setup,
+    Step,
+    fill,
+)
+
+__all__ = [
+    "LESSONS",
+    "Facts",
+    "Lesson",
+    "OnModel",
+    "PlanIs",
+    "Recovered",
+    "Run",
+    "Setup",
+    "Step",
+    "fill",
+]
