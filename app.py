@@ -21,6 +21,7 @@ PAGES = [
     st.Page("pages/load.py", title="Load your model", icon=":material/upload_file:"),
     st.Page("pages/weights.py", title="Weights", icon=":material/bar_chart:"),
     st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:"),
+    st.Page("pages/history.py", title="History", icon=":material/history:"),
     st.Page("pages/recover.py", title="Recover", icon=":material/healing:"),
     st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/tune:"),
     st.Page("pages/importance.py", title="Importance", icon=":material/insights:"),

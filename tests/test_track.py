@@ -4,7 +4,6 @@ that uploads stay private, and that the frontier is exactly the non-dominated se
 from __future__ import annotations
 
 import itertools
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -22,18 +21,9 @@ from workbench.track import (
 )
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory):
-    """One MLflow database with its tables made (that takes seconds); each test copies it."""
-    folder = tmp_path_factory.mktemp("template")
-    Store(f"sqlite:///{folder / 'mlflow.db'}")
-    return folder / "mlflow.db"
-
-
 @pytest.fixture
-def store(migrated, tmp_path) -> Store:
-    shutil.copy(migrated, tmp_path / "mlflow.db")
-    return Store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def store(data_dir) -> Store:
+    return Store(f"sqlite:///{data_dir / 'mlflow.db'}")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ _TOUCHED = "touched"  # {demo: the layer whose slider moved last}
 _UPLOADS = "uploads"  # {key: Upload}: models this session brought; never shared
 _NOTICES = "notices"  # what a link or a stale plan lost, and why: shown once, then cleared
 _RECOVERIES = "recoveries"  # {model key: [ui.recover.job.Job]}: this session's recovery runs
+_UNDO = "undo"  # {demo: ([earlier plans], [undone plans])}: undo / redo of plan changes
+_UNDO_DEPTH = 100  # plans an undo can go back through
+_SESSION = "session_id"  # a random id: the runs kept for this session's uploads carry it
 _LESSON = "lesson"  # (lesson key, step index) of the lesson in progress, or None
 _RECORDED = "recorded"  # {lesson key: {name: number as shown}}: what passed steps recorded
 
@@ -160,12 +164,55 @@ def plan() -> PruningPlan:
     return st.session_state[_PLANS].get(demo(), PruningPlan())
 
 
-def set_plan(new: PruningPlan, touched: str | None = None) -> None:
+def set_plan(new: PruningPlan, touched: str | None = None, *, undoable: bool = True) -> None:
     _init()
+    if undoable and new != plan():
+        earlier, undone = _undo_stacks()
+        earlier.append(plan())
+        del earlier[:-_UNDO_DEPTH]
+        undone.clear()
     st.session_state[_PLANS][demo()] = new
     if touched is not None:
         st.session_state[_TOUCHED][demo()] = touched
     sync_url()
+
+
+def _undo_stacks() -> tuple[list[PruningPlan], list[PruningPlan]]:
+    return st.session_state.setdefault(_UNDO, {}).setdefault(demo(), ([], []))
+
+
+def can_undo() -> bool:
+    _init()
+    return bool(_undo_stacks()[0])
+
+
+def can_redo() -> bool:
+    _init()
+    return bool(_undo_stacks()[1])
+
+
+def undo() -> None:
+    """Back to the plan before the last change of this model's plan (this session's)."""
+    _init()
+    _step(*_undo_stacks())
+
+
+def redo() -> None:
+    _init()
+    _step(*reversed(_undo_stacks()))
+
+
+def _step(source: list[PruningPlan], target: list[PruningPlan]) -> None:
+    if source:
+        target.append(plan())
+        set_plan(source.pop(), undoable=False)
+
+
+def session_id() -> str:
+    """This browser session's random id (the runs of its uploads are listed to it only)."""
+    if _SESSION not in st.session_state:
+        st.session_state[_SESSION] = uuid.uuid4().hex
+    return st.session_state[_SESSION]
 
 
 def touched_layer() -> str | None:

@@ -10,6 +10,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from ui import loaders, state, widgets
 from ui.guard import guard
+from ui.prune import experiments
 from ui.prune.callbacks import (
     _on_option,
     _reset,
@@ -17,6 +18,7 @@ from ui.prune.callbacks import (
 )
 from ui.prune.controls import _layer_controls
 from ui.prune.results import _results
+from ui.ship import section as ship
 from workbench import CRITERIA, GRANULARITIES, SCOPES, PruningPlan
 
 
@@ -55,12 +57,15 @@ def render() -> None:
     if report is not None:
         widgets.metric_cards(report)
         widgets.size_cards(report, speeds_up=granularity.structured)
+        ship.compact_cards(plan, report)  # a channel plan: the physically smaller model
+    experiments.render(report)  # undo / redo, Keep, the recent runs
     left, right = st.columns([1, 1.9], gap="large")
     with left:
         _layer_controls(plan, report, global_scope)
     if report is not None:
         with right:
             _results(plan, report)
+        ship.render(plan)
 
 
 def _registry_choice(

@@ -89,6 +89,7 @@ class Store:
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self._client = MlflowClient(tracking_uri=self.uri)
         self._details: dict[str, RunDetail] = {}
+        self.generation = 0  # runs this object kept: a cache of listings can key on it
 
     def _experiment(self, model: str, create: bool) -> str | None:
         name = f"workbench/{model}"
@@ -168,6 +169,7 @@ class Store:
         for file, text in (texts or {}).items():
             self._client.log_text(run_id, text, file)
         self._client.set_terminated(run_id)
+        self.generation += 1
         return run_id
 
     def runs(

@@ -1,0 +1,126 @@
+"""The Prune page's Keep / Undo / Redo and kept runs, and the History page, with AppTest; every
+test keeps its runs in a store of its own (`data_dir`, tests/conftest.py)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import streamlit as st
+
+import workbench as wb
+from tests.test_app import layer_slider, metric, open_page
+from ui.history.frontier import picked_run
+from workbench.track import Store, default_uri, frontier_table
+
+
+@pytest.fixture(scope="module")
+def bench() -> wb.Workbench:
+    demo = wb.load_demo("digits-cnn")
+    return wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+
+
+def button(at, key: str):
+    return at.button(key=f"{key}:digits-cnn:")
+
+
+def keep(at, layer: str, percent: int):
+    layer_slider(at, layer).set_value(percent).run()
+    button(at, "keep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def restart() -> None:
+    """What a server restart forgets: every cached store and listing."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def test_keep_records_a_run_whose_metrics_equal_the_report(data_dir, bench) -> None:
+    at = open_page("pages/prune.py")
+    keep(at, "features.2", 70)
+    runs = Store(default_uri()).runs("digits-cnn")
+    assert len(runs) == 1
+    report = bench.evaluate(wb.PruningPlan({"features.2": 0.7}))
+    for name, value in {**report.metrics, **dict(report.size)}.items():
+        assert runs.iloc[0][f"metrics.{name}"] == pytest.approx(value, rel=1e-12)
+    assert runs.iloc[0]["tags.source"] == "keep"
+    expander = next(e for e in at.expander if e.label.startswith("Kept runs"))
+    assert expander.label == "Kept runs (1)"
+
+
+def test_runs_survive_a_restart_and_load_onto_the_sliders(data_dir) -> None:
+    at = open_page("pages/prune.py")
+    keep(at, "classifier.1", 80)
+    restart()
+    fresh = open_page("pages/history.py")  # a new session on a new server's caches
+    table = fresh.dataframe[0].value
+    assert len(table) == 1
+    assert len(fresh.get("plotly_chart")) == 1  # the frontier (one run: nothing to compare)
+    fresh.switch_page("pages/prune.py").run()
+    assert layer_slider(fresh, "classifier.1").value == 0
+    fresh.switch_page("pages/history.py").run()
+    fresh.button(key="history-load-button:digits-cnn:").click().run()
+    fresh.switch_page("pages/prune.py").run()
+    assert layer_slider(fresh, "classifier.1").value == 80
+
+
+def test_undo_and_redo_walk_the_plan_history(data_dir, bench) -> None:
+    at = open_page("pages/prune.py")
+    assert button(at, "undo").disabled and button(at, "redo").disabled
+    layer_slider(at, "features.2").set_value(40).run()
+    layer_slider(at, "classifier.1").set_value(90).run()
+    button(at, "undo").click().run()
+    assert layer_slider(at, "classifier.1").value == 0
+    assert layer_slider(at, "features.2").value == 40
+    assert not button(at, "redo").disabled
+    report = bench.evaluate(wb.PruningPlan({"features.2": 0.4}))
+    assert metric(at, "Accuracy") == f"{report.metrics['accuracy']:.2%}"
+    button(at, "undo").click().run()
+    assert layer_slider(at, "features.2").value == 0
+    assert button(at, "undo").disabled
+    button(at, "redo").click().run()
+    button(at, "redo").click().run()
+    assert layer_slider(at, "classifier.1").value == 90
+    assert set(at.query_params["sp"].split(",")) == {"features.2:0.4", "classifier.1:0.9"}
+    layer_slider(at, "features.0").set_value(10).run()  # a new change forgets what was undone
+    assert button(at, "redo").disabled
+
+
+def test_history_compares_two_runs(data_dir, bench) -> None:
+    at = open_page("pages/prune.py")
+    keep(at, "classifier.1", 50)
+    keep(at, "features.2", 90)  # the second run: classifier.1 50 %, features.2 90 %
+    at.switch_page("pages/history.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    first = bench.evaluate(wb.PruningPlan({"classifier.1": 0.5}))
+    second = bench.evaluate(wb.PruningPlan({"classifier.1": 0.5, "features.2": 0.9}))
+    card = next(m for m in at.metric if m.label == "Accuracy")
+    assert card.value == f"{second.metrics['accuracy']:.2%}"
+    delta = second.metrics["accuracy"] - first.metrics["accuracy"]
+    assert card.delta == f"{delta * 100:+.2f} pp"
+    sparse = next(m for m in at.metric if m.label == "Sparse size")
+    assert sparse.delta == f"{second.size['sparse_bytes'] - first.size['sparse_bytes']:+,.0f}"
+    assert len(at.get("plotly_chart")) == 3  # layers, per class, frontier
+
+
+def test_an_empty_history_says_how_to_fill_it(data_dir) -> None:
+    at = open_page("pages/history.py")
+    assert "No runs of this model yet" in at.info[0].value
+
+
+def test_a_frontier_click_names_its_run() -> None:
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "tags.mlflow.runName": ["A", "B", "C"],
+            "metrics.accuracy": [0.9, 0.8, 0.95],
+            "metrics.sparse_bytes": [100.0, 200.0, 300.0],
+        }
+    )
+    points = frontier_table(runs, "accuracy", "sparse_bytes")
+    assert list(points["front"]) == [True, False, True]
+    selection = {"points": [{"curve_number": 1, "point_index": 2, "x": 300.0, "y": 0.95}]}
+    assert picked_run(selection, points) == "c"
+    assert picked_run({"points": [{"curve_number": 0, "point_index": 0}]}, points) is None
+    assert picked_run({"points": []}, points) is None
+    assert picked_run(None, points) is None

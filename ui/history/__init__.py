@@ -1,0 +1,1 @@
+"""Sections of the History page, and the doorway to the run store (`tracking`)."""

@@ -1,0 +1,90 @@
+"""The run store as the app uses it: one `workbench.track.Store` per data folder, the current
+model's runs, and keeping a report (Keep, an applied proposal, a finished recovery)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ui import loaders, state
+from workbench import PruningPlan, Report, TrainingStep
+from workbench.track import Store, default_uri, fingerprint
+
+
+@st.cache_resource(show_spinner="Opening the run store…")
+def _store(uri: str) -> Store:
+    return Store(uri)
+
+
+def store() -> Store:
+    """The store under the operator's data folder (read each time: a test points it elsewhere)."""
+    return _store(default_uri())
+
+
+def _owner() -> str | None:
+    """An upload's runs belong to this session: they carry its id and are listed to it only."""
+    return state.session_id() if state.demo() in state.uploads() else None
+
+
+def keep(
+    report: Report, source: str = "keep", name: str | None = None, texts: dict | None = None
+) -> str:
+    """Record a report of the current model as a run; returns its id."""
+    return store().keep(
+        report,
+        model=state.demo(),
+        data=fingerprint(loaders.current()),
+        source=source,
+        name=name,
+        session=_owner(),
+        texts=texts,
+    )
+
+
+@st.cache_data(ttl=20, max_entries=64, show_spinner=False)
+def _runs(uri: str, model: str, data: str, session: str, generation: int) -> pd.DataFrame:
+    # `generation` changes whenever this server keeps a run; another process's after the ttl.
+    return _store(uri).runs(model, data=data, session=session)
+
+
+def runs() -> pd.DataFrame:
+    """The current model's runs on its current data, newest first (`Store.runs`)."""
+    uri = default_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return pd.DataFrame(columns=["run_id"])  # nothing kept yet: no store made for a look
+    found = _store(uri)
+    bench = loaders.current()
+    return _runs(found.uri, state.demo(), fingerprint(bench), state.session_id(), found.generation)
+
+
+def load(run_id: str) -> PruningPlan:
+    """Put a run's plan on the sliders (one undo brings the previous plan back)."""
+    plan = store().plan(run_id)
+    state.set_plan(plan)
+    return plan
+
+
+def recovery_tracker(label: str) -> Callable[[Iterator[TrainingStep]], Iterator[TrainingStep]]:
+    """Wraps a recovery's events so its result is kept as a run when it finishes. Built in the
+    page's thread (it reads the session); the wrapper runs in the job's."""
+    found, model, data, owner = store(), state.demo(), fingerprint(loaders.current()), _owner()
+
+    def tracked(events: Iterator[TrainingStep]) -> Iterator[TrainingStep]:
+        for event in events:
+            if event.finished:
+                recovery = event.result
+                found.keep(
+                    recovery.report,
+                    model=model,
+                    data=data,
+                    source="recovery",
+                    name=f"{label} · {recovery.stopped}",
+                    session=owner,
+                    texts={"history.csv": recovery.history.to_csv(index=False)},
+                )
+            yield event
+
+    return tracked
