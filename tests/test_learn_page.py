@@ -55,6 +55,21 @@ def global_slider(at: AppTest, demo: str, percent: int) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def prune(at: AppTest, demo: str, percent: int, **options: str) -> str:
+    """On the Prune page: the options, then the global slider; the accuracy card it shows."""
+    go(at, "pages/prune.py")
+    set_options(at, demo, **options)
+    global_slider(at, demo, percent)
+    return next(m.value for m in at.metric if m.label == "Accuracy")
+
+
+def set_up(lesson: str) -> AppTest:
+    """The lesson's first step, set up by its button."""
+    at = open_learn({"lesson": lesson, "step": "1"})
+    button(at, "Set it up").click().run()
+    return at
+
+
 def recover(
     at: AppTest, demo: str, epochs: int = 2, distill: float = 0.0, kind: str = "Fine-tune"
 ) -> None:
@@ -88,10 +103,7 @@ def test_lesson_magnitude_end_to_end() -> None:
     button(at, "Next").click().run()
     assert any("Not yet" in i.value for i in at.info)
 
-    go(at, "pages/prune.py")
-    set_options(at, "digits-mlp", scope="global")
-    global_slider(at, "digits-mlp", 90)
-    prune_accuracy = next(m.value for m in at.metric if m.label == "Accuracy")
+    prune_accuracy = prune(at, "digits-mlp", 90, scope="global")
     text = passed(at)
     assert prune_accuracy in text  # the lesson quotes the Prune page's own number
     button(at, "Next").click().run()
@@ -105,11 +117,8 @@ def test_lesson_magnitude_end_to_end() -> None:
 
 
 def test_lesson_budgets_uniform_then_the_scan() -> None:
-    at = open_learn({"lesson": "budgets", "step": "1"})
-    button(at, "Set it up").click().run()
-    go(at, "pages/prune.py")
-    global_slider(at, "digits-cnn", 80)
-    uniform = next(m.value for m in at.metric if m.label == "Accuracy")
+    at = set_up("budgets")
+    uniform = prune(at, "digits-cnn", 80)
     assert uniform in passed(at)
     button(at, "Next").click().run()
     go(at, "pages/sensitivity.py")
@@ -123,27 +132,19 @@ def test_lesson_budgets_uniform_then_the_scan() -> None:
 
 
 def test_lesson_zeros_unstructured_then_channels() -> None:
-    at = open_learn({"lesson": "zeros", "step": "1"})
-    button(at, "Set it up").click().run()
-    go(at, "pages/prune.py")
-    set_options(at, "digits-cnn", scope="global")
-    global_slider(at, "digits-cnn", 90)
+    at = set_up("zeros")
+    prune(at, "digits-cnn", 90, scope="global")
     text = passed(at)
     assert "exactly as fast" in text
     button(at, "Next").click().run()
-    go(at, "pages/prune.py")
-    set_options(at, "digits-cnn", scope="layer", granularity="channel")
-    global_slider(at, "digits-cnn", 50)
+    prune(at, "digits-cnn", 50, scope="layer", granularity="channel")
     text = passed(at)
     assert "really saves" in text
 
 
 def test_lesson_recovery_compares_four_ways() -> None:
-    at = open_learn({"lesson": "recovery", "step": "1"})
-    button(at, "Set it up").click().run()
-    go(at, "pages/prune.py")
-    set_options(at, "digits-mlp", scope="global")
-    global_slider(at, "digits-mlp", 90)
+    at = set_up("recovery")
+    prune(at, "digits-mlp", 90, scope="global")
     passed(at)
     button(at, "Next").click().run()
     for kind, distill in (("Fine-tune", 0.0), ("Fine-tune", 0.5), ("Gradual (AGP)", 0.0)):
