@@ -1142,3 +1142,31 @@ def test_untraceable_model_runs_whole() -> None:
     signs = {bool(b.sum() > 0) for b in c.x.split(c.batch_size)}
     assert signs == {True, False}
     assert bench("untraceable").layer_names == ["fc1", "fc2", "head"]
+
+
+def test_a_first_layer_step_keeps_the_deep_cuts_cached() -> None:
+    """The activation cache evicts shallow live sets first and never stores the input-only one
+    (reaching into the engine's runner on purpose): after a step of the first layer, a step of
+    the last layer still resumes at the last layer's cut."""
+    c = case("mnist1d-cnn")
+    full = wb.Workbench(c.model, (c.x, c.y), batch_size=c.batch_size)
+    # Room for exactly the live sets the construction stores, and not one byte more.
+    b = wb.Workbench(
+        c.model, (c.x, c.y), batch_size=c.batch_size, cache_bytes=full._activations.used
+    )
+    runner, (first, *_, last) = b._runner, b.layer_names
+    assert runner.input_env(runner.cuts[first], c.x[:1]) is not None  # its live set: the input
+    starts: list[int] = []
+    original = runner.run
+
+    def recording(env, start, stop, weights, layer_hook=None, node_hook=None):
+        starts.append(start)
+        return original(env, start, stop, weights, layer_hook, node_hook)
+
+    runner.run = recording
+    b.evaluate(wb.PruningPlan(sparsity={first: 0.5}))
+    assert set(starts) == {runner.cuts[first]}
+    starts.clear()
+    check_report(c, b, wb.PruningPlan(sparsity={last: 0.5}))
+    assert set(starts) == {runner.cuts[last]}
+    assert all(cut != runner.cuts[first] for cut, _ in b._activations._entries)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -45,8 +45,11 @@ class GraphRunner:
         self.graph_module = trace(model)
         self.layers = layers
         self._by_weight = {layer.weight_name: layer for layer in layers}
-        # A TorchScript model runs with its weights swapped in place: one run at a time.
-        self._swap_lock = threading.RLock()
+        #: Held while a run swaps tensors on the model itself (a TorchScript model's weights in
+        #: place; functional_call's reparametrisation, on the whole model or on a module that
+        #: holds prunable layers): such runs go one at a time, and so does copying the model.
+        #: Every other run is functional and needs no lock.
+        self.swap_lock = threading.RLock()
         if self.graph_module is None:
             self.nodes: list[fx.Node] = []
             self.cuts = {layer.name: 0 for layer in layers}
@@ -60,6 +63,17 @@ class GraphRunner:
         self._input = next((n for n in self.nodes if n.op == "placeholder"), None)
         self._index = {node: i for i, node in enumerate(self.nodes)}
         self._modules = dict(gm.named_modules())
+        # Leaf modules whose tensors a run may replace, besides a prunable layer's own weight
+        # and bias: attention holding out_proj, BatchNorms of removable channels.
+        self._holders = {
+            node.target
+            for node in self.nodes
+            if node.op == "call_module"
+            and any(
+                w.startswith(f"{node.target}.") and w != f"{node.target}.weight"
+                for w in self._by_weight
+            )
+        }
         last_use = {
             node: max((self._index[u] for u in node.users), default=-1) for node in self.nodes
         }
@@ -102,6 +116,25 @@ class GraphRunner:
                 n for n in self.nodes[:cut] if n.op != "get_attr" and self._last_use[n] >= cut
             ]
         return self._live[cut]
+
+    def input_env(self, cut: int, batch: torch.Tensor) -> Env | None:
+        """The live set at `cut` when it is the model's input alone (nothing to cache: any plan
+        resumes there for free), else None."""
+        if self.graph_module is None or self.live_nodes(cut) != [self._input]:
+            return None
+        return {self._input: batch}
+
+    def allow_overrides(self, names: Iterable[str]) -> None:
+        """Declare parameters or buffers (besides prunable weights) that runs may replace: the
+        modules holding them are then run functionally, never with tensors swapped in place
+        while another thread runs them."""
+        if self.graph_module is None:
+            return
+        names = list(names)
+        for node in self.nodes:
+            prefix = f"{node.target}."
+            if node.op == "call_module" and any(n.startswith(prefix) for n in names):
+                self._holders.add(node.target)
 
     # ---- execution -------------------------------------------------------------------------
 
@@ -187,10 +220,15 @@ class GraphRunner:
                     layer_hook(self._by_weight[own_weight], args[0], result)
                 return result
             prefix = f"{node.target}."
+            if node.target not in self._holders:
+                return module(*args, **kwargs)
             inner = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
-            if inner:  # a leaf module holding prunable layers (e.g. attention's out_proj)
+            if _plain_batch_norm(module) and not kwargs:
+                return _batch_norm(module, inner, args[0])
+            # functional_call swaps the tensors on the module for the call (attention holding
+            # out_proj), so every run of such a module, overridden or not, takes the lock.
+            with self.swap_lock:
                 return functional_call(module, inner, tuple(args), kwargs)
-            return module(*args, **kwargs)
         raise NotImplementedError(f"unsupported graph node {node.op!r}")
 
     def _run_whole(
@@ -198,6 +236,12 @@ class GraphRunner:
     ) -> Any:
         if isinstance(self.model, torch.jit.ScriptModule):
             return self._run_scripted(batch, weights, layer_hook)
+        with self.swap_lock:  # functional_call swaps the weights on the model; hooks go on it
+            return self._run_module(batch, weights, layer_hook)
+
+    def _run_module(
+        self, batch: torch.Tensor, weights: Mapping[str, torch.Tensor], layer_hook: LayerHook | None
+    ) -> Any:
         handles = []
         if layer_hook is not None:
             modules = dict(self.model.named_modules())
@@ -215,14 +259,13 @@ class GraphRunner:
             for handle in handles:
                 handle.remove()
 
-
     def _run_scripted(
         self, batch: torch.Tensor, weights: Mapping[str, torch.Tensor], layer_hook: LayerHook | None
     ) -> Any:
         # functional_call cannot enter TorchScript, and ScriptModules take no forward hooks: swap
         # the weights on the model itself (the engine's private copy) and put them back, and see
         # each layer's input where an operation reads its weight.
-        with self._swap_lock, _swapped(self.model, weights):
+        with self.swap_lock, _swapped(self.model, weights):
             if layer_hook is None:
                 return self.model(batch)
             current = {name: _attr(self.model, name) for name in self._by_weight}
@@ -292,6 +335,35 @@ def _storage(tensor: torch.Tensor) -> int:
 
 def _attr(module: nn.Module, target: str) -> Any:
     return operator.attrgetter(target)(module)
+
+
+def _plain_batch_norm(module: nn.Module) -> bool:
+    return (
+        isinstance(module, nn.modules.batchnorm._BatchNorm)
+        and not module.training
+        and module.running_mean is not None
+        and module.running_var is not None
+    )
+
+
+def _batch_norm(module: Any, tensors: Mapping[str, torch.Tensor], x: torch.Tensor) -> Any:
+    # _BatchNorm.forward in evaluation mode (running statistics), some tensors replaced: the
+    # same F.batch_norm call, so the result is bit-identical.
+    module._check_input_dim(x)
+
+    def get(name: str) -> Any:
+        return tensors[name] if name in tensors else getattr(module, name)
+
+    return torch.nn.functional.batch_norm(
+        x,
+        get("running_mean"),
+        get("running_var"),
+        get("weight"),
+        get("bias"),
+        False,
+        0.0,
+        module.eps,
+    )
 
 
 def _call_with_weight(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from workbench.evaluate.graph import GraphRunner
+from workbench.evaluate.lazy import Lazy
 from workbench.evaluate.metrics import (
     Task,
     compute_metrics,
@@ -31,8 +31,8 @@ from workbench.evaluate.modelling import (
     task_of,
 )
 from workbench.evaluate.removal import ChannelRemoval, analyse
-from workbench.evaluate.report import Report
-from workbench.evaluate.size import TensorSize, effective_flops, total_size
+from workbench.evaluate.report import Report, lazy_copy
+from workbench.evaluate.size import Figures, TensorSize, effective_flops, total_size
 from workbench.evaluate.statistics import DataStatistics
 from workbench.pruning.granularity import GRANULARITIES
 from workbench.pruning.layers import PrunableLayer, find_prunable_layers
@@ -48,7 +48,9 @@ REPORT_CACHE_SIZE = 64
 class Workbench:
     """Evaluates pruning plans on a private copy of a model; the caller's model is never modified.
 
-    Thread-safe: one workbench can serve many sessions, each with its own plans.
+    Thread-safe: one workbench can serve many sessions, each with its own plans. The lock
+    guards the shared caches (masks, live sets, sizes, reports) only: forward passes run
+    outside it, so sessions evaluating different plans overlap.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class Workbench:
             for removal in self._removals.values()
             for name in removal.zeroed
         }
+        self._runner.allow_overrides(self._per_channel)
 
         self.statistics = DataStatistics(
             self._runner, self._dense, self._batches, self.task, as_output_tensor
@@ -121,6 +124,12 @@ class Workbench:
         )
         self._lock = threading.RLock()
         self._activations = _ActivationCache(cache_bytes)
+        # Cuts worth caching: where the live set is only the input, every plan resumes there
+        # for free (`_input_cut`, the deepest such).
+        cuts = sorted({self._runner.cuts[layer.name] for layer in self._layers})
+        input_only = [c for c in cuts if self._runner.input_env(c, self._inputs[0]) is not None]
+        self._input_cut = max(input_only, default=0)
+        self._cacheable = [c for c in cuts if 0 < c < self._runner.end and c not in input_only]
         self._masked: OrderedDict[tuple[str, MaskSpec], torch.Tensor] = OrderedDict()
         self._zeroed: OrderedDict[tuple[str, MaskSpec], dict[str, torch.Tensor]] = OrderedDict()
         self._sizes: dict[tuple, TensorSize] = {}
@@ -211,12 +220,16 @@ class Workbench:
             if cached is not None:
                 self._reports.move_to_end(key)
                 return _fresh_copy(cached, plan, notes)
-            outputs = self._forward(specs, self._overrides(specs))
-            report = self._report(plan, specs, outputs, self._tensor_sizes(specs))
+            weights, sizes = self._overrides(specs), self._tensor_sizes(specs)
+        # Outside the lock: other sessions' evaluations run meanwhile. Two sessions asking for
+        # the same new plan at once both compute it (the same numbers); the cache keeps one.
+        outputs = self._forward(specs, weights)
+        report = self._report(plan, specs, outputs, sizes)
+        with self._lock:
             self._reports[key] = report
             if len(self._reports) > REPORT_CACHE_SIZE:
                 self._reports.popitem(last=False)
-            return _fresh_copy(report, plan, notes)
+        return _fresh_copy(report, plan, notes)
 
     def tensor_sizes(self, plan: PruningPlan) -> dict[str, TensorSize]:
         """{parameter name: its storage figures under the plan} for every parameter of the
@@ -286,7 +299,8 @@ class Workbench:
         """The pruned model's outputs on the validation inputs."""
         with self._lock:
             specs = self._builder.resolve(plan)
-            return self._forward(specs, self._overrides(specs))
+            weights = self._overrides(specs)
+        return self._forward(specs, weights)
 
     def pruned_model(self, plan: PruningPlan) -> nn.Module:
         """A new model with the plan's zeros written in (the caller owns it), parameters frozen.
@@ -296,7 +310,7 @@ class Workbench:
         (`kept(plan)` lists every zero). Its zeros are plain values: to train it with them
         held, use `wb.finetune` or `wb.masked_model`.
         """
-        with self._lock:  # a run may be swapping weights on the model (functional_call, jit)
+        with self._runner.swap_lock:  # a run may be swapping tensors on it (functional_call, jit)
             model = private_copy(self.model)
         tensors = {**dict(model.named_buffers()), **dict(model.named_parameters())}
         with torch.no_grad():
@@ -413,7 +427,8 @@ class Workbench:
     def _forward(
         self, specs: dict[str, MaskSpec], weights: dict[str, torch.Tensor]
     ) -> torch.Tensor:
-        """Outputs for all validation inputs, resuming from the deepest cached cut."""
+        """Outputs for all validation inputs, resuming from the deepest cached cut. Only the
+        cache lookups hold the lock; the forward pass runs outside it."""
         cuts = self._runner.cuts
         signature = [specs.get(layer.name) for layer in self._layers]
 
@@ -426,31 +441,36 @@ class Workbench:
             )
             return (cut, prefix)
 
-        candidates = sorted({cuts[layer.name] for layer in self._layers if cuts[layer.name] > 0})
-        start, start_envs = 0, None
-        for cut in reversed(candidates):
-            start_envs = self._activations.get(key(cut))
-            if start_envs is not None:
-                start = cut
-                break
-        # Keep the live set before the first layer that changed since the last plan: the next
-        # plan (the next step of the same slider) will most likely start there.
-        if self._last_specs is None:
-            wanted = [c for c in reversed(candidates) if c > start]
-        else:
-            changed = [
-                cuts[layer.name]
-                for layer in self._layers
-                if self._last_specs.get(layer.name) != specs.get(layer.name)
-            ]
-            wanted = [c for c in changed[:1] if c > start]
-        self._last_specs = dict(specs)
+        with self._lock:
+            start, start_envs = self._input_cut, None
+            for cut in reversed(self._cacheable):
+                if cut <= start:
+                    break
+                start_envs = self._activations.get(key(cut))
+                if start_envs is not None:
+                    start = cut
+                    break
+            # Keep the live set before the first layer that changed since the last plan: the
+            # next plan (the next step of the same slider) will most likely start there.
+            if self._last_specs is None:
+                wanted = [c for c in self._cacheable if c > start]
+            else:
+                changed = [
+                    cuts[layer.name]
+                    for layer in self._layers
+                    if self._last_specs.get(layer.name) != specs.get(layer.name)
+                ]
+                wanted = [c for c in changed[:1] if c > start and c in self._cacheable]
+            self._last_specs = dict(specs)
 
         stops = sorted(set(wanted)) + [self._runner.end]
         saved: dict[int, list] = {cut: [] for cut in wanted}
         outputs = []
         for b, inputs in enumerate(self._inputs):
-            env = start_envs[b] if start_envs is not None else {"input": inputs}
+            if start_envs is not None:
+                env = start_envs[b]
+            else:
+                env = self._runner.input_env(start, inputs) if start else {"input": inputs}
             position = start
             for stop in stops:
                 result = self._runner.run(env, position, stop, weights)
@@ -462,14 +482,18 @@ class Workbench:
             if b == 0 and saved:
                 saved = self._fit_budget(saved, len(self._inputs))
                 stops = [*sorted(saved), self._runner.end]
-        for cut, envs in saved.items():
-            self._activations.put(key(cut), envs)
-        if start_envs is not None:
-            self._activations.get(key(start))  # keep the entry we resumed from the freshest
+        with self._lock:
+            # Shallow first: the deep cuts (small live sets, long prefixes saved) are the most
+            # recently used, so the least recently used order evicts shallow ones first.
+            for cut in sorted(saved):
+                self._activations.put(key(cut), saved[cut])
+            if start_envs is not None:
+                self._activations.get(key(start))  # keep the entry we resumed from the freshest
         return torch.cat(outputs)
 
     def _fit_budget(self, saved: dict[int, list], n_batches: int) -> dict[int, list]:
-        """Drop cuts whose live sets would not fit the cache, judged from the first batch."""
+        """Drop cuts whose live sets would not fit the cache, judged from the first batch:
+        the deepest are kept first (they save the most work for their bytes)."""
         kept, room = {}, self._activations.budget
         for cut in sorted(saved, reverse=True):
             estimate = _env_bytes(saved[cut][0]) * n_batches
@@ -549,7 +573,9 @@ class Workbench:
         if key not in self._sizes:
             weight = self._effective_weight(layer, specs, dead)
             # Unpruned weights are stored dense; pruned ones in the smaller sparse encoding.
-            self._sizes[key] = TensorSize.of(weight, sparse=spec is not None or bool(dead))
+            self._sizes[key] = TensorSize.of(
+                weight, sparse=spec is not None or bool(dead), background=True
+            )
         return self._sizes[key]
 
     def _tensor_sizes(self, specs: dict[str, MaskSpec]) -> dict[str, TensorSize]:
@@ -569,7 +595,7 @@ class Workbench:
                 value = param
                 if key[1] is not None:
                     value = self._zeroed_entries(*key[1])[tensor_name]
-                self._sizes[key] = TensorSize.of(value, sparse=False)  # stored dense
+                self._sizes[key] = TensorSize.of(value, sparse=False, background=True)  # dense
             sizes[tensor_name] = self._sizes[key]
         return sizes
 
@@ -580,6 +606,11 @@ class Workbench:
         outputs: torch.Tensor,
         sizes: dict[str, TensorSize],
     ) -> Report:
+        def layer_table() -> pd.DataFrame:
+            with self._lock:  # reads the mask cache
+                return self._layer_table(specs, sizes)
+
+        # The tables only a view asks for are built when it does.
         return Report(
             plan=plan,
             task=self.task if self.labelled else label_free_task(self.task),
@@ -587,9 +618,9 @@ class Workbench:
             dense_metrics=dict(self.dense_metrics),
             size=self._size(sizes),
             dense_size=self.dense_size,
-            layers=self._layer_table(specs, sizes),
+            layers=Lazy(layer_table),
             class_names=self.class_names,
-            confusion=self._confusion(outputs),
+            confusion=Lazy(lambda: self._confusion(outputs)),
             dense_confusion=self._dense_confusion,
         )
 
@@ -603,7 +634,7 @@ class Workbench:
         finally:
             model.train(training)
 
-    def _size(self, sizes: dict[str, TensorSize]) -> dict[str, float]:
+    def _size(self, sizes: dict[str, TensorSize]) -> Figures:
         nonzero = {layer.name: sizes[layer.weight_name].nonzero for layer in self._layers}
         effective = effective_flops(
             self._flops_dense,
@@ -648,16 +679,14 @@ WHOLE_MODEL_CHANNEL_NOTE = (
 
 
 def _fresh_copy(report: Report, plan: PruningPlan, notes: list[str]) -> Report:
-    """A report the caller may modify without touching the cached one or other sessions'."""
-    return replace(
+    """A report the caller may modify without touching the cached one or other sessions'
+    (its sizes are read-only; its tables are copied when first read)."""
+    return lazy_copy(
         report,
         plan=plan,
         notes=list(notes),
         metrics=dict(report.metrics),
         dense_metrics=dict(report.dense_metrics),
-        size=dict(report.size),
-        dense_size=dict(report.dense_size),
-        layers=report.layers.copy(),
     )
 
 
