@@ -99,7 +99,8 @@ def test_history_compares_two_runs(data_dir, bench) -> None:
     delta = second.metrics["accuracy"] - first.metrics["accuracy"]
     assert card.delta == f"{delta * 100:+.2f} pp"
     sparse = next(m for m in at.metric if m.label == "Sparse size")
-    assert sparse.delta == f"{second.size['sparse_bytes'] - first.size['sparse_bytes']:+,.0f}"
+    saved = first.size["sparse_bytes"] - second.size["sparse_bytes"]
+    assert saved > 0 and sparse.delta == f"−{saved / 1024:,.1f} KB"
     assert len(at.get("plotly_chart")) == 3  # layers, per class, frontier
 
 

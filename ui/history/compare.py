@@ -36,8 +36,7 @@ def render(runs: pd.DataFrame) -> None:
     st.caption(f"Cards: the second run, with its change from the first ({names[0]}).")
     metric = PRIMARY_METRIC[two.task]
     shown = [metric] + [m for m in ("loss", "agreement", "mae") if m in two.metrics and m != metric]
-    cards = st.columns(len(shown) + len(SIZES))
-    for column, name in zip(cards, shown, strict=False):
+    for column, name in zip(st.columns(len(SIZES)), shown, strict=False):
         delta = two.metrics[name] - one.metrics[name]
         column.metric(
             widgets.METRIC_LABELS.get(name, name),
@@ -47,10 +46,10 @@ def render(runs: pd.DataFrame) -> None:
             help=f"First run: {widgets.fmt_metric(name, one.metrics[name])}",
             border=True,
         )
-    for column, (title, key, lower) in zip(cards[len(shown) :], SIZES, strict=True):
+    for column, (title, key, lower) in zip(st.columns(len(SIZES)), SIZES, strict=True):
         value, delta = two.size[key], two.size[key] - one.size[key]
         text = f"{value:.1%}" if key == "sparsity" else _size(key, value)
-        change = f"{delta * 100:+.1f} pp" if key == "sparsity" else f"{delta:+,.0f}"
+        change = f"{delta * 100:+.1f} pp" if key == "sparsity" else _signed(key, delta)
         column.metric(
             title, text, delta=change, delta_color=_color(delta, not lower), border=True,
             help=f"First run: {value - delta:.1%}" if key == "sparsity" else
@@ -73,6 +72,10 @@ def render(runs: pd.DataFrame) -> None:
 
 def _size(key: str, value: float) -> str:
     return widgets.fmt_count(value) if key.startswith("flops") else widgets.fmt_bytes(value)
+
+
+def _signed(key: str, delta: float) -> str:
+    return ("+" if delta >= 0 else "−") + _size(key, abs(delta))
 
 
 def _color(delta: float, higher_is_better: bool) -> str:

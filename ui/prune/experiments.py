@@ -13,7 +13,7 @@ RECENT = 5  # runs the panel lists; the History page has them all
 
 
 def render(report: Report | None) -> None:
-    bar = st.columns([0.7, 0.7, 0.9, 3.2], vertical_alignment="center")
+    bar = st.columns([0.7, 0.7, 0.9, 3.2], vertical_alignment="top")
     bar[0].button(
         "Undo", icon=":material/undo:", on_click=state.undo, disabled=not state.can_undo(),
         key=state.widget_key("undo"), width="stretch", help="The plan before the last change.",
