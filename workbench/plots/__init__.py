@@ -37,6 +37,7 @@ from workbench.plots.sensitivity import (
     proposal_bars,
     tolerance_bars,
 )
+from workbench.plots.ship import latency_bars
 
 __all__ = [
     "ACCENT",
@@ -58,6 +59,7 @@ __all__ = [
     "image_maps",
     "importance_heatmap",
     "is_percent",
+    "latency_bars",
     "layer_bars",
     "metric_label",
     "overlap_curve",

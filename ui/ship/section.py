@@ -1,0 +1,136 @@
+"""Ship: what the plan's model is once channels are physically gone, how fast it runs, and its
+exports. Compaction and exports come from `workbench.ship`; this module only draws them."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pandas as pd
+import streamlit as st
+
+from ui import loaders, state, widgets
+from ui.guard import guard
+from workbench import (
+    EXPORT_FORMATS,
+    GRANULARITIES,
+    PruningPlan,
+    Report,
+    Workbench,
+    WorkbenchError,
+    compact,
+    export_bytes,
+    export_formats,
+    plan_latency,
+    plots,
+)
+
+#: Measurements kept (shared by sessions: the same model and plan measure the same).
+_KEPT_MEASUREMENTS = 32
+
+
+@st.cache_resource(max_entries=16, show_spinner="Building the compacted model…")
+def _compacted(key: str, bench_id: int, plan_json: str, _bench: Workbench) -> dict | str:
+    """The compacted model's figures, or why there is none."""
+    try:
+        small = compact(_bench, PruningPlan.from_json(plan_json))
+    except WorkbenchError as error:
+        return str(error)
+    return {
+        "params": small.params,
+        "bytes": small.dense_bytes,
+        "flops": small.flops(_bench.val_inputs[:1]),
+    }
+
+
+@st.cache_resource
+def _measurements() -> OrderedDict:
+    return OrderedDict()
+
+
+def compact_cards(plan: PruningPlan, report: Report) -> None:
+    """For a channel plan: the compacted model's parameters, dense bytes and FLOPs."""
+    if not GRANULARITIES[plan.granularity].structured or not plan.sparsity:
+        return
+    bench = loaders.current()
+    found = _compacted(state.demo(), id(bench), plan.to_json(), bench)
+    if isinstance(found, str):
+        st.caption(f"Compacted model: {found}.")
+        return
+    dense = report.dense_size
+    cards = (
+        ("Compacted params", f"{found['params']:,}", found["params"], dense["total_params"]),
+        (
+            "Compacted size (dense fp32)",
+            widgets.fmt_bytes(found["bytes"]),
+            found["bytes"],
+            dense["dense_bytes"],
+        ),
+        (
+            "Compacted FLOPs / sample",
+            widgets.fmt_count(found["flops"]),
+            found["flops"],
+            dense["flops_dense"],
+        ),
+    )
+    help_text = "The model with removed channels physically gone (wb.compact): stored densely, "
+    help_text += "no sparse format needed, and a dense kernel really runs less."
+    for column, (label, value, now, was) in zip(st.columns(3), cards, strict=True):
+        column.metric(
+            label,
+            value,
+            f"{now / was - 1:+.1%}",
+            delta_color="inverse",
+            border=True,
+            help=help_text,
+        )
+
+
+def render(plan: PruningPlan) -> None:
+    bench = loaders.current()
+    with st.expander("Ship: measured latency and downloads", icon=":material/rocket_launch:"):
+        left, right = st.columns([1, 1.4], gap="large")
+        batch = widgets.choice(left, "Batch", ["1", "validation batch"], "ship-batch")
+        size = 1 if batch == "1" else min(bench.batch_size, len(bench.val_inputs))
+        key = (state.demo(), id(bench), plan, size)
+        store = _measurements()
+        if left.button("Measure latency", icon=":material/timer:"):
+            with guard("Latency could not be measured"), st.spinner("Timing…"):
+                store[key] = plan_latency(bench, plan, size)
+                while len(store) > _KEPT_MEASUREMENTS:
+                    store.popitem(last=False)
+        table = store.get(key)
+        if table is None:
+            left.caption(
+                "Dense, masked (zeros) and compacted models, timed with "
+                "torch.utils.benchmark on this server (median of runs, IQR)."
+            )
+        else:
+            _latency(left, right, table)
+        _downloads(bench, plan, table)
+
+
+def _latency(left: st.delta_generator.DeltaGenerator, right, table: pd.DataFrame) -> None:
+    for column, row in zip(left.columns(len(table)), table.itertuples(), strict=True):
+        column.metric(
+            row.label,
+            f"{row.median_s * 1e3:.2f} ms",
+            f"{row.speedup:.2f}× dense",
+            delta_color="off",
+            help=f"IQR {row.iqr_s * 1e3:.3f} ms over {row.runs} runs, {row.threads} threads",
+        )
+    right.plotly_chart(plots.latency_bars(table), width="stretch", config={"displayModeBar": False})
+
+
+def _downloads(bench: Workbench, plan: PruningPlan, table: pd.DataFrame | None) -> None:
+    st.markdown("**Downloads**")
+    formats = export_formats()
+    for column, name in zip(st.columns(len(formats)), formats, strict=True):
+        suffix, label = EXPORT_FORMATS[name]
+        column.download_button(
+            label,
+            data=lambda name=name: export_bytes(bench, plan, name, latency=table),
+            file_name=f"{state.demo()}-pruned{suffix}",
+            key=state.widget_key("ship-download", name),
+            on_click="ignore",
+            width="stretch",
+        )
