@@ -44,6 +44,11 @@ def keep(
     )
 
 
+def keep_plan(plan: PruningPlan, source: str, name: str | None = None) -> str:
+    """Evaluate a plan on the current model and keep it (an applied proposal, say)."""
+    return keep(loaders.current().evaluate(plan), source=source, name=name)
+
+
 @st.cache_data(ttl=20, max_entries=64, show_spinner=False)
 def _runs(uri: str, model: str, data: str, session: str, generation: int) -> pd.DataFrame:
     # `generation` changes whenever this server keeps a run; another process's after the ttl.

@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import state, widgets
 from ui.guard import guard
+from ui.history import tracking
 from ui.sensitivity import Context, drop_text, key
 from workbench import HIGHER_IS_BETTER, Workbench, plots
 from workbench.analysis import Budget, Proposal, recommended, solve_budget
@@ -123,6 +124,7 @@ def proposal_card(p: Proposal) -> None:
         type="primary" if p.recommended else "secondary",
     ):
         state.set_plan(p.plan)
+        tracking.keep_plan(p.plan, source="proposal", name=f"{p.title} proposal")
         st.switch_page("pages/prune.py")
 
 
