@@ -125,3 +125,29 @@ def test_a_frontier_click_names_its_run() -> None:
     assert picked_run({"points": [{"curve_number": 0, "point_index": 0}]}, points) is None
     assert picked_run({"points": []}, points) is None
     assert picked_run(None, points) is None
+
+
+def test_an_applied_proposal_is_kept(data_dir) -> None:
+    at = open_page("pages/sensitivity.py", "digits-mlp")
+    at.text_input(key="sensitivity-levels:digits-mlp:").set_value("0, 90").run()
+    next(b for b in at.button if b.label == "Run scan").click().run()
+    measured = next(m.value for m in at.metric if m.label == "Measured accuracy")
+    next(b for b in at.button if b.label == "Apply on the Prune page").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = Store(default_uri()).runs("digits-mlp")
+    assert list(runs["tags.source"]) == ["proposal"]
+    assert f"{runs.iloc[0]['metrics.accuracy']:.2%}" == measured
+
+
+def test_a_finished_recovery_is_kept(data_dir) -> None:
+    at = open_page("pages/recover.py", "digits-mlp", {"sp": "fc1:0.9", "scope": "global"})
+    next(n for n in at.number_input if n.label == "Epochs").set_value(1)
+    next(b for b in at.button if b.label == "Start").click().run()
+    job = at.session_state["recoveries"]["digits-mlp"][-1]
+    job.join(120)
+    assert job.result is not None and job.error is None and job.crash is None
+    runs = Store(default_uri()).runs("digits-mlp")
+    assert list(runs["tags.source"]) == ["recovery"]
+    for name, value in job.result.report.metrics.items():
+        assert runs.iloc[0][f"metrics.{name}"] == pytest.approx(value, rel=1e-12)
+    assert Store(default_uri()).plan(runs.iloc[0]["run_id"]) == job.result.plan

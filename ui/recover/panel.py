@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui import loaders, state, widgets
 from ui.guard import guard
+from ui.history import tracking
 from ui.recover import live, results, settings
 from ui.recover.job import Job
 from ui.text import plain
@@ -72,7 +73,8 @@ def render() -> None:
 def _start(bench: Workbench, plan: PruningPlan, train: object, label: str, options: dict) -> None:
     job = Job(label=label, plan_key=plan.to_json(), settings=options)
     state.recoveries().append(job)
-    job.start(lambda stop: finetune_iter(bench, plan, train, stop=stop, **options))
+    kept = tracking.recovery_tracker(label)  # the result becomes a run when it finishes
+    job.start(lambda stop: kept(finetune_iter(bench, plan, train, stop=stop, **options)))
 
 
 def _describe(plan: PruningPlan) -> str:
