@@ -329,3 +329,19 @@ def test_your_data_brings_its_training_split_fitted_like_validation(tmp_path) ->
     assert run.report.metrics["accuracy"] == pytest.approx(
         accuracy_score(built.bench.targets, predicted)
     )
+
+
+def test_an_exported_program_trains_with_its_zeros_held(tmp_path, mlp: wb.Demo) -> None:
+    """A .pt2 upload is a graph that reads its parameters directly: it trains, its zeros stay,
+    and the result says it holds plain zeros instead of torch.nn.utils.prune masks."""
+    from tests.helpers import export
+
+    export(mlp.model, mlp.val.tensors[0][:2], tmp_path / "mlp.pt2")
+    loaded = wb.load_model(tmp_path / "mlp.pt2")
+    bench = wb.Workbench(loaded.model, mlp.val)
+    plan = wb.PruningPlan.uniform(bench.layer_names, 0.9, scope="global")
+    run = wb.finetune(bench, plan, mlp.train, epochs=2, lr=3e-3)
+    for name, keep in run.masks.items():
+        assert (named_tensor(run.model, name)[~keep] == 0).all()
+    assert run.report.metrics["accuracy"] > bench.evaluate(plan).metrics["accuracy"] + 0.05
+    assert any("without torch.nn.utils.prune masks" in note for note in run.notes)
