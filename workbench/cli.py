@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
 
-from workbench.evaluate import Workbench
+from workbench.evaluate import Report, Workbench
 from workbench.models import list_demos, load_demo
 from workbench.progress import Progress, drain
 from workbench.pruning.plan import PlanError, PruningPlan
@@ -172,9 +172,74 @@ def _read_plan(path: str) -> PruningPlan:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     plan = _read_plan(args.plan) if args.plan else PruningPlan()
-    report = _bench(args).evaluate(plan)
+    bench = _bench(args)
+    report = bench.evaluate(plan)
+    if args.track is not None:
+        _keep(args, bench, report)
     print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     return 0
+
+
+def _keep(args: argparse.Namespace, bench: Workbench, report: Report) -> None:
+    """--track: keep the report as a run (the model is its demo name or its file's name)."""
+    from workbench.track import Store, fingerprint
+
+    store = Store(args.track or None)
+    model = Path(args.model).name if getattr(args, "model", None) else args.demo
+    run_id = store.keep(report, model=model, data=fingerprint(bench), source="cli")
+    print(f"kept as run {run_id} ({model}) in {store.uri}", file=sys.stderr)
+
+
+#: The columns `runs` prints, in order, when the runs have them.
+RUN_COLUMNS = {
+    "run_id": "run",
+    "tags.model": "model",
+    "tags.mlflow.runName": "name",
+    "tags.source": "source",
+    "start_time": "kept",
+    "metrics.accuracy": "accuracy",
+    "metrics.r2": "r2",
+    "metrics.agreement": "agreement",
+    "metrics.loss": "loss",
+    "metrics.sparsity": "sparsity",
+    "metrics.sparse_bytes": "sparse_bytes",
+    "metrics.compressed_bytes": "compressed_bytes",
+    "metrics.flops_effective": "flops",
+}
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from workbench.track import Store
+
+    runs = Store(args.track or None).runs(args.demo)
+    table = runs[[c for c in RUN_COLUMNS if c in runs]].rename(columns=RUN_COLUMNS)
+    if args.json:  # json, not to_json: every digit of each metric, and NaN as null
+        table = table.assign(kept=[t.isoformat() for t in table["kept"]]) if len(table) else table
+        records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+        print(json.dumps(records, indent=2))
+    elif table.empty:
+        print("no runs" + (f" of {args.demo}" if args.demo else ""), file=sys.stderr)
+    else:
+        table["run"] = table["run"].str[:8]
+        table["kept"] = table["kept"].dt.strftime("%Y-%m-%d %H:%M:%S")
+        print(table.to_string(index=False))
+    return 0
+
+
+def _add_track_option(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--track", nargs="?", const="", metavar="URI",
+        help=f"{what} the MLflow store at URI (default: sqlite under $WORKBENCH_DATA_DIR, "
+        "else .workbench-data/)",
+    )  # fmt: skip
+
+
+def _add_runs_command(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("runs", help="list the kept runs (the History page's) as a table")
+    command.add_argument("--demo", help="only this model's runs (a demo or a model file's name)")
+    command.add_argument("--json", action="store_true", help="print JSON records")
+    _add_track_option(command, "read")
+    command.set_defaults(run=_cmd_runs, track="")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,9 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="print JSON records")
         else:
             command.add_argument("--plan", help="a plan JSON file (PruningPlan.to_json)")
+            _add_track_option(command, "keep the report as a run in")
     _add_sensitivity_command(commands)
     _add_finetune_command(commands)
     _add_ship_commands(commands)
+    _add_runs_command(commands)
     return parser
 
 

@@ -7,6 +7,7 @@ table and per-class accuracy) and tags: the model, the data fingerprint, where i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -14,9 +15,10 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -33,6 +35,35 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _GLOBAL_URI = threading.Lock()
 _KEY = re.compile(r"[^\w./\- :]")  # what MLflow allows in a param or metric name
 _PLAN, _REPORT = "plan.json", "report.json"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _mlflow_errors(what: str) -> Callable[[F], F]:
+    """A store method whose MLflow errors (a bad URI, a store it cannot open) are one
+    TrackError line."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def run(self: Store, *args: Any, **options: Any) -> Any:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                return method(self, *args, **options)
+            except MlflowException as error:
+                raise TrackError(f"{what} in {self.uri}: {error.message}") from error
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def _opened(client: Callable[..., Any], uri: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(tracking_uri=uri)
+    except MlflowException as error:
+        raise TrackError(f"cannot open the run store {uri}: {error.message}") from error
 
 
 def data_dir() -> Path:
@@ -87,7 +118,7 @@ class Store:
         self.uri = uri or default_uri()
         if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self._client = MlflowClient(tracking_uri=self.uri)
+        self._client = _opened(MlflowClient, self.uri)
         self._details: dict[str, RunDetail] = {}
         self.generation = 0  # runs this object kept: a cache of listings can key on it
 
@@ -110,6 +141,7 @@ class Store:
                 raise
             return found.experiment_id
 
+    @_mlflow_errors("cannot keep the run")
     def keep(
         self,
         report: Report,
@@ -172,6 +204,7 @@ class Store:
         self.generation += 1
         return run_id
 
+    @_mlflow_errors("cannot read the runs")
     def runs(
         self, model: str | None = None, *, data: str | None = None, session: str | None = None
     ) -> pd.DataFrame:

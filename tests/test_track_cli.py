@@ -1,0 +1,49 @@
+"""The CLI's experiments: `evaluate --track` keeps the report as a run, `runs` lists them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import workbench as wb
+from workbench.cli import main
+from workbench.track import Store, default_uri
+
+
+def test_evaluate_track_keeps_the_printed_report(data_dir, tmp_path, capsys) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(wb.PruningPlan(sparsity={"fc1": 0.7}).to_json())
+    assert main(["evaluate", "--demo", "digits-mlp", "--plan", str(plan), "--track"]) == 0
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    assert "kept as run" in err and default_uri() in err
+    runs = Store(default_uri()).runs("digits-mlp")
+    assert list(runs["tags.source"]) == ["cli"]
+    for name, value in printed["metrics"].items():
+        assert runs.iloc[0][f"metrics.{name}"] == pytest.approx(value, rel=1e-12)
+    assert runs.iloc[0]["metrics.sparse_bytes"] == printed["size"]["sparse_bytes"]
+
+    assert main(["runs"]) == 0
+    table = capsys.readouterr().out
+    assert "digits-mlp" in table and runs.iloc[0]["run_id"][:8] in table
+    assert main(["runs", "--demo", "digits-mlp", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in records] == list(runs["run_id"])
+    assert records[0]["accuracy"] == printed["metrics"]["accuracy"]
+
+
+def test_track_takes_another_store_and_runs_says_when_there_are_none(data_dir, capsys) -> None:
+    other = f"sqlite:///{data_dir / 'other.db'}"
+    assert main(["evaluate", "--demo", "digits-mlp", "--track", other]) == 0
+    capsys.readouterr()
+    assert len(Store(other).runs("digits-mlp")) == 1
+    assert Store(default_uri()).runs("digits-mlp").empty
+    assert main(["runs", "--demo", "digits-cnn", "--track", other]) == 0
+    assert "no runs of digits-cnn" in capsys.readouterr().err
+
+
+def test_an_unusable_store_is_one_error_line(data_dir, capsys) -> None:
+    assert main(["runs", "--track", "nosuchscheme://x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
