@@ -28,13 +28,13 @@ from workbench.ship.latency import onnxruntime_available
 
 #: Format name: (file suffix, what a download button says).
 EXPORT_FORMATS: dict[str, tuple[str, str]] = {
-    "plan": (".json", "Plan (JSON)"),
-    "plan-yaml": (".yaml", "Plan (YAML)"),
-    "safetensors": (".safetensors", "Weights + masks (safetensors)"),
-    "torch-prune": (".pt", "torch.nn.utils.prune state dict"),
-    "pt2": (".pt2", "torch.export program (.pt2)"),
+    "plan": (".json", "Plan JSON"),
+    "plan-yaml": (".yaml", "Plan YAML"),
+    "safetensors": (".safetensors", "safetensors"),
+    "torch-prune": (".pt", "torch-prune"),
+    "pt2": (".pt2", "pt2 program"),
     "onnx": (".onnx", "ONNX"),
-    "card": (".md", "Model card (Markdown)"),
+    "card": (".md", "Model card"),
 }
 #: Prefix of the boolean masks among a safetensors export's tensors.
 MASK_PREFIX = "mask/"
@@ -189,7 +189,9 @@ def _card(
     metrics = pd.DataFrame({"dense": report.dense_metrics, "pruned": report.metrics}).rename_axis(
         "metric"
     )
-    size = pd.DataFrame({"dense": report.dense_size, "pruned": report.size}).rename_axis("size")
+    size = pd.DataFrame(
+        {"dense": dict(report.dense_size), "pruned": dict(report.size)}
+    ).rename_axis("size")
     lines = [
         "# Model card: pruned with Prune Workbench",
         "",
@@ -277,9 +279,13 @@ def _yaml() -> Any:
 def _markdown(table: pd.DataFrame) -> str:
     """A Markdown table of a frame with a named index (pandas needs tabulate for this)."""
     head = [table.index.name or "", *map(str, table.columns)]
-    rows = [[str(i), *(f"{v:.6g}" for v in row)] for i, row in table.iterrows()]
+    rows = [[str(i), *map(_cell, row)] for i, row in table.iterrows()]
     lines = [head, ["---"] * len(head), *rows]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, int | float) else str(value)
 
 
 def _own_version() -> str:
