@@ -43,7 +43,7 @@ def frontier_chart(
             "line": {"width": 1, "color": "white"},
         },
     )
-    fig.update_layout(clickmode="event+select", dragmode="select", showlegend=False)
+    fig.update_layout(showlegend=False)  # Streamlit sets the click and drag modes it reads
     fig.update_xaxes(title_text=cost_label)
     fig.update_yaxes(
         title_text=metric_label(metric), tickformat=".1%" if is_percent(metric) else None

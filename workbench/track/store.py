@@ -268,11 +268,17 @@ class Store:
 
 
 def _default_name(plan: PruningPlan) -> str:
+    """A short name for a run: its pruned layers (or how many), and any non-default option."""
     pruned = {n: v for n, v in plan.sparsity.items() if v > 0}
     if not pruned:
-        return "dense"
-    mean = sum(pruned.values()) / len(pruned)
-    return f"{plan.method} {plan.granularity} {plan.scope} · {len(pruned)} layers ~{mean:.0%}"
+        name = "dense"
+    elif len(pruned) <= 3:
+        name = ", ".join(f"{layer} {value:.0%}" for layer, value in pruned.items())
+    else:
+        name = f"{len(pruned)} layers ~{sum(pruned.values()) / len(pruned):.0%}"
+    options = [o for o, default in ((plan.method, "l1"), (plan.granularity, "unstructured"))
+               if o != default] + (["global"] if plan.scope == "global" else [])  # fmt: skip
+    return " · ".join([name, *options])
 
 
 def _number(value: Any) -> float:
