@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import workbench as wb
 from workbench.evaluate.graph import trace
-from workbench.evaluate.metrics import compute_metrics
+from workbench.evaluate.metrics import compute_metrics, in_top_k
 from workbench.evaluate.size import total_size
 
 AMOUNTS = (0.0, 0.1, 0.37, 0.5, 0.9, 1.0)  # floats: prune reads an int amount as a count
@@ -1170,3 +1170,20 @@ def test_a_first_layer_step_keeps_the_deep_cuts_cached() -> None:
     check_report(c, b, wb.PruningPlan(sparsity={last: 0.5}))
     assert set(starts) == {runner.cuts[last]}
     assert all(cut != runner.cuts[first] for cut, _ in b._activations._entries)
+
+
+def test_top5_accuracy_is_topks_choice_even_on_ties() -> None:
+    """`in_top_k` skips topk where counts decide; where a tie straddles the fifth place (or a
+    logit is not finite) it answers as torch.topk does."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        classes = 5 + trial % 7
+        distinct = 1 + trial % 4  # few distinct values: ties everywhere
+        logits = torch.randint(0, distinct, (40, classes), generator=g).double()
+        if trial % 3 == 0:
+            logits = torch.randn(40, classes, generator=g).double()
+        if trial % 11 == 0:
+            logits[0, 0] = float("nan")
+        targets = torch.randint(0, classes, (40,), generator=g)
+        expected = (logits.topk(5, dim=1).indices == targets[:, None]).any(dim=1)
+        assert torch.equal(in_top_k(logits, targets, 5), expected), trial

@@ -74,19 +74,25 @@ def infer_task(targets: torch.Tensor) -> Task:
 
 
 def metric_terms(
-    task: Task, outputs: torch.Tensor, targets: torch.Tensor | None, dense_outputs: torch.Tensor
+    task: Task,
+    outputs: torch.Tensor,
+    targets: torch.Tensor | None,
+    dense_outputs: torch.Tensor,
+    reference: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-sample float64 terms that every metric reduces: {term: (n,)}.
 
     Classification terms are the metrics' own (correct, agreeing, cross-entropy); regression's
     are the squared and absolute errors, the targets (for R²'s spread) and the squared
     difference to the dense model. Without targets, the dense model's predictions stand in
-    for them, as for the taylor criterion.
+    for them, as for the taylor criterion. `reference`: those predictions (`dense_predictions`)
+    when the caller keeps them.
     """
     if task == "classification":
-        logits, dense_logits = outputs.double(), dense_outputs.double()
+        logits = outputs.double()
         predictions = logits.argmax(dim=1)
-        reference = dense_logits.argmax(dim=1)
+        if reference is None:
+            reference = dense_predictions(dense_outputs)
         # Share of samples where the pruned model predicts what the dense model predicts.
         agreement = (predictions == reference).double()
         if targets is None:
@@ -100,8 +106,7 @@ def metric_terms(
             "agreement": agreement,
         }
         if logits.shape[1] >= 5:
-            top5 = logits.topk(5, dim=1).indices
-            terms["top5_accuracy"] = (top5 == targets[:, None]).any(dim=1).double()
+            terms["top5_accuracy"] = in_top_k(logits, targets, 5).double()
         return terms
     values = outputs.double().reshape(-1)
     terms = {"dense_squared": (values - dense_outputs.double().reshape(-1)).square()}
@@ -110,6 +115,29 @@ def metric_terms(
         error = values - truth
         terms.update(squared=error.square(), absolute=error.abs(), truth=truth)
     return terms
+
+
+def in_top_k(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """Whether each target is among `logits.topk(k, dim=1).indices` of its row. Rows whose
+    answer the counts of larger and equal logits decide skip the sort (topk on small rows is
+    a large share of a slider step); rows with a tie across the k-th place, or any non-finite
+    logit, ask topk itself, so ties are broken exactly as it breaks them."""
+    if not torch.isfinite(logits).all():
+        return (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1)
+    own = logits.gather(1, targets[:, None])
+    inside = (logits >= own).sum(dim=1) <= k  # every logit not below the target's fits in
+    outside = (logits > own).sum(dim=1) >= k  # k larger ones push the target out
+    result = inside.clone()
+    tied = (~inside & ~outside).nonzero().squeeze(1)
+    if tied.numel():
+        top = logits[tied].topk(k, dim=1).indices
+        result[tied] = (top == targets[tied, None]).any(dim=1)
+    return result
+
+
+def dense_predictions(dense_outputs: torch.Tensor) -> torch.Tensor:
+    """The dense model's predicted classes, as `metric_terms` compares with them."""
+    return dense_outputs.double().argmax(dim=1)
 
 
 def reduce_terms(
@@ -180,10 +208,14 @@ def label_free_metrics(
 
 
 def compute_metrics(
-    task: Task, outputs: torch.Tensor, targets: torch.Tensor | None, dense_outputs: torch.Tensor
+    task: Task,
+    outputs: torch.Tensor,
+    targets: torch.Tensor | None,
+    dense_outputs: torch.Tensor,
+    reference: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Every metric of the task on the whole set, reduced from `metric_terms`."""
-    terms = metric_terms(task, outputs, targets, dense_outputs)
+    terms = metric_terms(task, outputs, targets, dense_outputs, reference)
     return {name: value.item() for name, value in reduce_terms(task, terms).items()}
 
 

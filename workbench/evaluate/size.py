@@ -14,6 +14,9 @@ from workbench.evaluate.lazy import Lazy, resolve
 
 #: zlib level used for compressed sizes: gzip's and zip's default.
 COMPRESSION_LEVEL = 6
+#: Lazy compressed sizes of tensors this large (elements) start at once on a worker thread;
+#: smaller ones take less time than handing them over, so the first read measures them.
+BACKGROUND_ELEMENTS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class TensorSize:
     dense_bytes: int
     sparse_bytes: int
     int8_bytes: int
-    # zlib is most of a slider step's fixed cost: measured on first read (or in the background).
+    # zlib is most of a slider step's fixed cost: `lazy` ones are measured off the slider path.
     _compressed: int | Lazy[int] = field(repr=False, compare=False)
 
     @property
@@ -54,11 +57,11 @@ class TensorSize:
         )
 
     @classmethod
-    def of(cls, tensor: torch.Tensor, sparse: bool, background: bool = False) -> TensorSize:
+    def of(cls, tensor: torch.Tensor, sparse: bool, lazy: bool = False) -> TensorSize:
         """Figures of a tensor; `sparse` ones (pruned weights) are stored with zeros elided.
 
-        With `background`, the compressed length is measured on a worker thread and read when
-        asked for: only for tensors no one modifies afterwards (the engine's own)."""
+        `lazy`: the compressed length is measured when first read, or on a worker thread for
+        a large tensor; only for tensors no one modifies afterwards (the engine's own)."""
         values = tensor.detach().float().cpu().contiguous()
         n = values.numel()
         nonzero = int(torch.count_nonzero(values))
@@ -75,16 +78,10 @@ class TensorSize:
             int8 = n + 4
         # Compressed: measured length of the deflate stream of the tensor's fp32 bytes, as
         # np.savez_compressed stores each array of a state dict.
-        if background:
-            return cls(
-                n,
-                nonzero,
-                dense,
-                sparse_bytes,
-                int8,
-                Lazy.background(lambda: compressed_length(values)),
-            )
-        return cls(n, nonzero, dense, sparse_bytes, int8, compressed_length(values))
+        if not lazy:
+            return cls(n, nonzero, dense, sparse_bytes, int8, compressed_length(values))
+        start = Lazy.background if n >= BACKGROUND_ELEMENTS else Lazy
+        return cls(n, nonzero, dense, sparse_bytes, int8, start(lambda: compressed_length(values)))
 
 
 def compressed_length(values: torch.Tensor) -> int:

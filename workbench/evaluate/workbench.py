@@ -20,6 +20,7 @@ from workbench.evaluate.metrics import (
     Task,
     compute_metrics,
     confusion_matrix,
+    dense_predictions,
     infer_task,
     label_free_task,
 )
@@ -133,14 +134,19 @@ class Workbench:
         self._masked: OrderedDict[tuple[str, MaskSpec], torch.Tensor] = OrderedDict()
         self._zeroed: OrderedDict[tuple[str, MaskSpec], dict[str, torch.Tensor]] = OrderedDict()
         self._sizes: dict[tuple, TensorSize] = {}
+        self._dense_other_sizes: dict[str, TensorSize] | None = None  # read-only once built
         self._reports: OrderedDict[tuple, Report] = OrderedDict()
         self._last_specs: dict[str, MaskSpec] | None = None
 
         self.dense_outputs = self._forward({}, {})
         self._check_outputs()
         self.class_names = list(class_names or [])
+        # The dense predictions every classification report compares with: computed once.
+        self._reference = (
+            dense_predictions(self.dense_outputs) if self.task == "classification" else None
+        )
         self.dense_metrics = compute_metrics(
-            self.task, self.dense_outputs, self.targets, self.dense_outputs
+            self.task, self.dense_outputs, self.targets, self.dense_outputs, self._reference
         )
         self._dense_confusion = self._confusion(self.dense_outputs)
         self._layer_flops, self._flops_dense = self._count_flops()
@@ -266,7 +272,9 @@ class Workbench:
     def model_metrics(self, model: nn.Module) -> dict[str, float]:
         """The metrics of `model` (a trained copy of this one) on the validation set."""
         outputs = self._outputs_of(model)
-        return compute_metrics(self.task, outputs, self.targets, self.dense_outputs)
+        return compute_metrics(
+            self.task, outputs, self.targets, self.dense_outputs, self._reference
+        )
 
     def kept(self, plan: PruningPlan) -> dict[str, torch.Tensor]:
         """{parameter or buffer name: bool mask, True = kept} of every tensor the plan zeroes:
@@ -574,7 +582,7 @@ class Workbench:
             weight = self._effective_weight(layer, specs, dead)
             # Unpruned weights are stored dense; pruned ones in the smaller sparse encoding.
             self._sizes[key] = TensorSize.of(
-                weight, sparse=spec is not None or bool(dead), background=True
+                weight, sparse=spec is not None or bool(dead), lazy=True
             )
         return self._sizes[key]
 
@@ -588,6 +596,8 @@ class Workbench:
         for name, spec in specs.items():
             for tensor_name in self._zeroed_entries(name, spec):
                 zeroed_by[tensor_name] = (name, spec)
+        if not zeroed_by and self._dense_other_sizes is not None:
+            return self._dense_other_sizes  # no channel removed: the same every step
         sizes = {}
         for tensor_name, param in self._other_params.items():
             key = (tensor_name, zeroed_by.get(tensor_name))
@@ -595,8 +605,10 @@ class Workbench:
                 value = param
                 if key[1] is not None:
                     value = self._zeroed_entries(*key[1])[tensor_name]
-                self._sizes[key] = TensorSize.of(value, sparse=False, background=True)  # dense
+                self._sizes[key] = TensorSize.of(value, sparse=False, lazy=True)  # dense
             sizes[tensor_name] = self._sizes[key]
+        if not zeroed_by:
+            self._dense_other_sizes = sizes
         return sizes
 
     def _report(
@@ -614,7 +626,9 @@ class Workbench:
         return Report(
             plan=plan,
             task=self.task if self.labelled else label_free_task(self.task),
-            metrics=compute_metrics(self.task, outputs, self.targets, self.dense_outputs),
+            metrics=compute_metrics(
+                self.task, outputs, self.targets, self.dense_outputs, self._reference
+            ),
             dense_metrics=dict(self.dense_metrics),
             size=self._size(sizes),
             dense_size=self.dense_size,
