@@ -47,3 +47,22 @@ def test_an_unusable_store_is_one_error_line(data_dir, capsys) -> None:
     assert main(["runs", "--track", "nosuchscheme://x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_search_prints_its_front_and_keeps_every_trial(data_dir, capsys) -> None:
+    argv = ["search", "--demo", "digits-cnn", "--trials", "6", "--lock", "classifier.3"]
+    assert main([*argv, "--json", "--track"]) == 0
+    out, err = capsys.readouterr()
+    front = json.loads(out)
+    runs = Store(default_uri()).runs("digits-cnn")
+    assert len(runs) == 6 and set(runs["tags.source"]) == {"search"}
+    costs = [row["sparse_bytes"] for row in front]
+    assert costs == sorted(costs) and front
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    for row in front:
+        report = bench.evaluate(wb.PruningPlan.from_dict(row["plan"]))
+        assert report.metrics["accuracy"] == row["accuracy"]
+        assert row["plan"]["sparsity"]["classifier.3"] == 0.0
+    assert main(["search", "--objective", "accuracy"]) == 2
+    assert "a metric and a cost" in capsys.readouterr().err

@@ -226,6 +226,70 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from workbench.track import Store, fingerprint, search_iter
+
+    parts = [p.strip() for p in args.objective.split(",") if p.strip()]
+    if len(parts) != 2:
+        raise ValueError("--objective is a metric and a cost, e.g. accuracy,sparse_bytes")
+    bench = _bench(args)
+    result = _Status().drain(
+        search_iter(
+            bench, metric=parts[0], cost=parts[1], trials=args.trials, seed=args.seed,
+            method=args.method, granularity=args.granularity, upper=args.max_sparsity,
+            locked=[n.strip() for n in (args.lock or "").split(",") if n.strip()],
+        ),
+        lambda event: f"[{event.done}/{event.total}] {event.message}",
+    )  # fmt: skip
+    if args.track is not None:
+        store, model = Store(args.track or None), args.demo
+        if getattr(args, "model", None):
+            model = Path(args.model).name
+        for number, report in enumerate(result.reports):
+            store.keep(report, model=model, data=fingerprint(bench), source="search",
+                       name=f"search trial {number}")  # fmt: skip
+        print(f"kept {len(result.reports)} trials as runs in {store.uri}", file=sys.stderr)
+    front = [(n, r) for n, r in enumerate(result.reports) if result.front[n]]
+    rows = [
+        {"trial": n, result.metric: r.metrics[result.metric], result.cost: r.size[result.cost],
+         "plan": r.plan.to_dict()}
+        for n, r in sorted(front, key=lambda pair: pair[1].size[result.cost])
+    ]  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = pd.DataFrame(rows)
+        table["plan"] = [
+            ",".join(f"{n}:{v:g}" for n, v in row["plan"]["sparsity"].items()) for row in rows
+        ]
+        print(f"{len(rows)} of {len(result.reports)} trials on the front:", file=sys.stderr)
+        print(table.to_string(index=False))
+    return 0
+
+
+def _add_search_command(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "search", help="search per-layer sparsities for the best metric at each size (Optuna)"
+    )
+    add_source_options(command)
+    command.add_argument(
+        "--objective", default="accuracy,sparse_bytes",
+        help="a metric to maximise (minimise if lower is better) and a cost to minimise: "
+        "sparse_bytes, compressed_bytes, int8_bytes or flops_effective",
+    )  # fmt: skip
+    command.add_argument("--trials", type=int, default=50, help="exact evaluations (default 50)")
+    command.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    command.add_argument("--method", default="l1", help="pruning criterion (default l1)")
+    command.add_argument("--granularity", default="unstructured", help="default unstructured")
+    command.add_argument("--lock", help="layers kept dense, comma-separated")
+    command.add_argument(
+        "--max-sparsity", type=float, default=0.95, help="each layer's upper bound (0.95)"
+    )
+    command.add_argument("--json", action="store_true", help="print the front as JSON records")
+    _add_track_option(command, "keep every trial as a run in")
+    command.set_defaults(run=_cmd_search)
+
+
 def _add_track_option(command: argparse.ArgumentParser, what: str) -> None:
     command.add_argument(
         "--track", nargs="?", const="", metavar="URI",
@@ -275,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune_command(commands)
     _add_ship_commands(commands)
     _add_runs_command(commands)
+    _add_search_command(commands)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Experiments: kept plans as MLflow runs (`Store`), and the Pareto frontier of runs."""
+"""Experiments: kept plans as MLflow runs (`Store`), the Pareto frontier of runs, and an
+automated multi-objective search (Optuna) whose trials are exact evaluations."""
 
 from workbench.track.compare import (
     COSTS,
@@ -8,6 +9,7 @@ from workbench.track.compare import (
     layer_sparsity,
 )
 from workbench.track.frontier import TrackError, frontier
+from workbench.track.search import SearchResult, search, search_iter
 from workbench.track.store import DATA_DIR_ENV, RunDetail, Store, data_dir, default_uri, fingerprint
 
 __all__ = [
@@ -16,8 +18,11 @@ __all__ = [
     "frontier_table",
     "labels",
     "layer_sparsity",
+    "search",
+    "search_iter",
     "DATA_DIR_ENV",
     "RunDetail",
+    "SearchResult",
     "Store",
     "TrackError",
     "data_dir",

@@ -1,0 +1,89 @@
+"""The automated search (track.search): every trial an exact evaluation, the front exactly its
+non-dominated trials, locks and bounds held, progress and Stop."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import workbench as wb
+from workbench.track import TrackError, frontier, search, search_iter
+
+
+@pytest.fixture(scope="module")
+def bench() -> wb.Workbench:
+    demo = wb.load_demo("digits-cnn")
+    return wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+
+
+@pytest.fixture(scope="module")
+def result(bench):
+    return search(
+        bench, trials=12, seed=0, locked=["classifier.3"], max_sparsity={"features.0": 0.5}
+    )
+
+
+def test_every_trial_is_an_exact_evaluation_of_its_plan(bench, result) -> None:
+    assert len(result.reports) == 12 and not result.stopped
+    for report in result.reports:
+        fresh = bench.evaluate(report.plan)
+        assert report.metrics == fresh.metrics
+        assert dict(report.size) == dict(fresh.size)
+
+
+def test_the_front_is_exactly_the_non_dominated_trials(result) -> None:
+    values = [r.metrics["accuracy"] for r in result.reports]
+    costs = [r.size["sparse_bytes"] for r in result.reports]
+    assert result.front == list(frontier(values, costs))
+    for report in result.best:
+        assert not any(
+            c <= report.size["sparse_bytes"]
+            and v >= report.metrics["accuracy"]
+            and (c < report.size["sparse_bytes"] or v > report.metrics["accuracy"])
+            for v, c in zip(values, costs, strict=True)
+        )
+    assert list(result.table["front"]) == result.front
+
+
+def test_locks_bounds_and_the_uniform_start_are_held(result) -> None:
+    for report in result.reports:
+        assert report.plan.sparsity["classifier.3"] == 0.0
+        assert 0.0 <= report.plan.sparsity["features.0"] <= 0.5
+        assert all(v <= 0.95 for v in report.plan.sparsity.values())
+    # the first trials are the uniform allocations (within each layer's bounds)
+    assert result.reports[0].plan.sparsity["features.2"] == 0.25
+    assert result.reports[2].plan.sparsity["features.0"] == 0.5
+    # and the front is at least as good as each of them for what it costs
+    for uniform in result.reports[:3]:
+        assert any(
+            r.size["sparse_bytes"] <= uniform.size["sparse_bytes"]
+            and r.metrics["accuracy"] >= uniform.metrics["accuracy"]
+            for r in result.best
+        )
+
+
+def test_progress_and_stop(bench) -> None:
+    stop = threading.Event()
+    events = []
+    for event in search_iter(bench, trials=10, stop=stop, metric="loss", cost="flops_effective"):
+        events.append(event)
+        if event.done == 3:
+            stop.set()
+    assert [e.done for e in events[:-1]] == [1, 2, 3]
+    last = events[-1].result
+    assert last.stopped and len(last.reports) == 3 and last.metric == "loss"
+    # loss: lower is better
+    assert last.front == list(
+        frontier([r.metrics["loss"] for r in last.reports],
+                 [r.size["flops_effective"] for r in last.reports], higher_is_better=False)
+    )  # fmt: skip
+
+
+def test_bad_settings_are_one_track_error(bench) -> None:
+    with pytest.raises(TrackError, match="no layer"):
+        search(bench, trials=1, locked=["nope"])
+    with pytest.raises(TrackError, match="unknown cost"):
+        search(bench, trials=1, cost="latency")
+    with pytest.raises(TrackError, match="no metric"):
+        search(bench, trials=1, metric="r2")
