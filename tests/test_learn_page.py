@@ -131,15 +131,30 @@ def test_lesson_budgets_uniform_then_the_scan() -> None:
     assert applied in text and uniform in text
 
 
-def test_lesson_zeros_unstructured_then_channels() -> None:
+def test_lesson_zeros_unstructured_then_channels_timed() -> None:
     at = set_up("zeros")
     prune(at, "digits-cnn", 90, scope="global")
+    assert "keeps its shape" in passed(at)
+    button(at, "Next").click().run()
+    assert any("Measure latency" in i.value for i in at.info)  # the hint says where
+    masked = measure(at)["masked"]
     text = passed(at)
-    assert "exactly as fast" in text
+    assert masked in text and "zeros are not speed" in text
     button(at, "Next").click().run()
     prune(at, "digits-cnn", 50, scope="layer", granularity="channel")
+    assert "really saves" in passed(at)
+    button(at, "Next").click().run()
+    cards = measure(at)
     text = passed(at)
-    assert "really saves" in text
+    assert cards["compacted"] in text  # the Ship section's own number
+
+
+def measure(at: AppTest) -> dict[str, str]:
+    """Press the Prune page's Measure latency; the latency cards by model."""
+    go(at, "pages/prune.py")
+    button(at, "Measure latency").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return {m.label: m.value for m in at.metric if m.value.endswith(" ms")}
 
 
 def test_lesson_recovery_compares_four_ways() -> None:

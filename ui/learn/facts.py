@@ -4,6 +4,7 @@ report (the one the Prune page shows) and the recoveries the Recover page ran on
 from __future__ import annotations
 
 from ui import loaders, state
+from ui.ship import section
 from workbench.learn import Facts, Lesson, Run, Step, fill
 
 
@@ -20,7 +21,13 @@ def current() -> Facts:
         for job in state.recoveries()
         if job.plan_key == key and job.result is not None
     )
-    return Facts(state.demo(), plan, loaders.current().evaluate(plan), runs)
+    table = section.measured(plan)
+    latency = (
+        None
+        if table is None
+        else {row.label: (row.median_s, row.speedup) for row in table.itertuples()}
+    )
+    return Facts(state.demo(), plan, loaders.current().evaluate(plan), runs, latency)
 
 
 def step_status(lesson: Lesson, index: int) -> tuple[Step, bool, Facts]:

@@ -139,3 +139,14 @@ def _downloads(bench: Workbench, plan: PruningPlan, table: pd.DataFrame | None) 
             on_click="ignore",
             width="stretch",
         )
+
+
+def measured(plan: PruningPlan) -> pd.DataFrame | None:
+    """The latest latency table measured for the current model and `plan` (any batch size)."""
+    bench, demo = loaders.current(), state.demo()
+    found = [
+        table
+        for (key_demo, bench_id, key_plan, _), table in _measurements().items()
+        if key_demo == demo and bench_id == id(bench) and key_plan == plan
+    ]
+    return found[-1] if found else None

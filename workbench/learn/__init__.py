@@ -4,6 +4,7 @@ from workbench.learn.lessons import LESSONS
 from workbench.learn.model import (
     Facts,
     Lesson,
+    Measured,
     OnModel,
     PlanIs,
     Recovered,
@@ -17,6 +18,7 @@ __all__ = [
     "LESSONS",
     "Facts",
     "Lesson",
+    "Measured",
     "OnModel",
     "PlanIs",
     "Recovered",

@@ -41,6 +41,9 @@ class Facts:
     plan: PruningPlan
     report: Report
     runs: tuple[Run, ...] = ()
+    #: {model: (median seconds, speed-up against dense)} measured for this plan on the Prune
+    #: page's Ship section (dense, masked, compacted, ...), or None before a measurement.
+    latency: Mapping[str, tuple[float, float]] | None = None
 
     @property
     def metric(self) -> str:
@@ -71,6 +74,9 @@ class Facts:
             "flops_share": f"{size['flops_effective'] / size['flops_dense']:.0%}",
             "granularity": self.plan.granularity,
         }
+        for model, (seconds, speedup) in (self.latency or {}).items():
+            numbers[f"{model}_ms"] = f"{seconds * 1e3:.2f} ms"
+            numbers[f"{model}_speedup"] = f"{speedup:.2f}×"
         for kind, run in (("finetuned", _last(self.runs, distill=False, gradual=False)),
                           ("distilled", _last(self.runs, distill=True, gradual=False)),
                           ("gradual", _last(self.runs, gradual=True))):  # fmt: skip
@@ -196,6 +202,27 @@ class Recovered:
             else "a recovery run"
         )  # fmt: skip
         return f"run {kind} on the Recover page and let it finish"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Latency measured for the current plan (with a compacted model, if `compacted`)."""
+
+    plan: PlanIs
+    compacted: bool = False
+
+    def passes(self, facts: Facts) -> bool:
+        found = facts.latency or {}
+        return (
+            self.plan.passes(facts)
+            and "masked" in found
+            and (not self.compacted or "compacted" in found)
+        )
+
+    def hint(self, facts: Facts) -> str:
+        if not self.plan.passes(facts):
+            return self.plan.hint(facts)
+        return "open *Ship* under the Prune page's charts and press *Measure latency*"
 
 
 @dataclass(frozen=True)
