@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import loaders, state
-from ui.history import compare, frontier, table, tracking
+from ui.history import compare, frontier, search, table, tracking
 
 state.route_through_app("pages/history.py")
 
@@ -11,26 +11,26 @@ bench = loaders.current()  # prepares the model (or says why it cannot) before t
 
 st.title("History")
 st.caption(
-    "Every plan kept with **Keep** on the Prune page, every applied budget proposal and every "
-    "finished recovery is a run in a local MLflow store: it survives restarts. Runs of this "
-    "model on this validation data are listed here."
+    "Every plan kept with **Keep** on the Prune page, every applied budget proposal, every "
+    "finished recovery and every trial of a search is a run in a local MLflow store: it "
+    "survives restarts. Runs of this model on this validation data are listed here."
 )
 runs = tracking.runs()
 if runs.empty:
-    st.info("No runs of this model yet: press **Keep** on the Prune page to keep a plan.")
-    st.stop()
-
-st.subheader(f"Runs ({len(runs)})")
-table.render(runs, bench.task)
-
-st.subheader("Compare two runs")
-if len(runs) < 2:
-    st.caption("Keep a second plan to compare two runs side by side.")
+    st.info("No runs of this model yet: press **Keep** on the Prune page, or search below.")
 else:
-    compare.render(runs)
+    st.subheader(f"Runs ({len(runs)})")
+    table.render(runs, bench.task)
+    st.subheader("Compare two runs")
+    if len(runs) < 2:
+        st.caption("Keep a second plan to compare two runs side by side.")
+    else:
+        compare.render(runs)
+    st.subheader("Pareto frontier")
+    frontier.render(runs, bench.task)
 
-st.subheader("Pareto frontier")
-frontier.render(runs, bench.task)
+st.subheader("Search")
+search.render(bench)
 st.caption(
     f"The store: `{tracking.store().uri}`. Browse it with "
     f"`mlflow ui --backend-store-uri {tracking.store().uri}`."

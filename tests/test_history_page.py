@@ -107,6 +107,7 @@ def test_history_compares_two_runs(data_dir, bench) -> None:
 def test_an_empty_history_says_how_to_fill_it(data_dir) -> None:
     at = open_page("pages/history.py")
     assert "No runs of this model yet" in at.info[0].value
+    assert at.button(key="search-start:digits-cnn:")
 
 
 def test_a_frontier_click_names_its_run() -> None:
@@ -151,3 +152,17 @@ def test_a_finished_recovery_is_kept(data_dir) -> None:
     for name, value in job.result.report.metrics.items():
         assert runs.iloc[0][f"metrics.{name}"] == pytest.approx(value, rel=1e-12)
     assert Store(default_uri()).plan(runs.iloc[0]["run_id"]) == job.result.plan
+
+
+def test_a_search_keeps_every_trial_and_fills_the_frontier(data_dir, bench) -> None:
+    at = open_page("pages/history.py")
+    at.number_input(key="search-trials:digits-cnn:").set_value(5).run()
+    at.button(key="search-start:digits-cnn:").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = Store(default_uri()).runs("digits-cnn")
+    assert len(runs) == 5 and set(runs["tags.source"]) == {"search"}
+    store = Store(default_uri())
+    for run_id, accuracy in zip(runs["run_id"], runs["metrics.accuracy"], strict=True):
+        assert bench.evaluate(store.plan(run_id)).metrics["accuracy"] == accuracy
+    assert at.subheader[0].value == "Runs (5)"
+    assert len(at.get("plotly_chart")) == 3

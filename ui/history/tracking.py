@@ -11,7 +11,7 @@ import streamlit as st
 
 from ui import loaders, state
 from workbench import PruningPlan, Report, TrainingStep
-from workbench.track import Store, default_uri, fingerprint
+from workbench.track import Store, TrialProgress, default_uri, fingerprint
 
 
 @st.cache_resource(show_spinner="Opening the run store…")
@@ -93,3 +93,11 @@ def recovery_tracker(label: str) -> Callable[[Iterator[TrainingStep]], Iterator[
             yield event
 
     return tracked
+
+
+def kept_trials(events: Iterator[TrialProgress]) -> Iterator[TrialProgress]:
+    """A search's events, each finished trial kept as a run as it comes (a Stop keeps those)."""
+    for event in events:
+        if event.report is not None:
+            keep(event.report, source="search", name=f"search trial {event.done}")
+        yield event

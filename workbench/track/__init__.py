@@ -9,7 +9,7 @@ from workbench.track.compare import (
     layer_sparsity,
 )
 from workbench.track.frontier import TrackError, frontier
-from workbench.track.search import SearchResult, search, search_iter
+from workbench.track.search import SearchResult, TrialProgress, search, search_iter
 from workbench.track.store import DATA_DIR_ENV, RunDetail, Store, data_dir, default_uri, fingerprint
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "SearchResult",
     "Store",
     "TrackError",
+    "TrialProgress",
     "data_dir",
     "default_uri",
     "fingerprint",

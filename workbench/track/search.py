@@ -18,6 +18,13 @@ from workbench.track.frontier import TrackError, frontier
 
 
 @dataclass(frozen=True)
+class TrialProgress(Progress["SearchResult"]):
+    """One finished trial (its exact report), or the end (the result)."""
+
+    report: Report | None = None
+
+
+@dataclass(frozen=True)
 class SearchResult:
     """Every trial's plan and report, in trial order, and which of them are on the front."""
 
@@ -50,7 +57,7 @@ def search_iter(
     step: float = 0.05,
     seed: int = 0,
     stop: threading.Event | None = None,
-) -> Iterator[Progress[SearchResult]]:
+) -> Iterator[TrialProgress]:
     """Maximise `metric` (the task's primary one by default; minimise a lower-is-better one)
     and minimise `cost` (a key of `track.COSTS`) over each free layer's sparsity, a multiple of
     `step` within its bounds (`min_sparsity`, `max_sparsity`, else 0 to `upper`). Locked layers
@@ -104,11 +111,12 @@ def search_iter(
         report = bench.evaluate(plan_of(values))
         reports.append(report)
         study.tell(trial, [report.metrics[metric], float(report.size[cost])])
-        yield Progress(
+        yield TrialProgress(
             number + 1,
             trials,
             f"trial {number + 1}/{trials}: {metric} {report.metrics[metric]:.4g}, "
             f"{cost} {report.size[cost]:,.0f}",
+            report=report,
         )
     values = [r.metrics[metric] for r in reports]
     costs = [float(r.size[cost]) for r in reports]
@@ -117,7 +125,7 @@ def search_iter(
         {"trial": range(len(reports)), metric: values, cost: costs, "front": front}
     )
     result = SearchResult(metric, cost, reports, front, len(reports) < trials, table)
-    yield Progress(trials, trials, "search finished", result)
+    yield TrialProgress(trials, trials, "search finished", result)
 
 
 def search(bench: Workbench, **options: object) -> SearchResult:
