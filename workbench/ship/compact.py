@@ -13,6 +13,7 @@ model's outputs equal `bench.outputs(plan)` and its parameters are the plan's ke
 from __future__ import annotations
 
 import copy
+import operator
 from dataclasses import dataclass
 from math import prod
 from typing import Any
@@ -35,20 +36,24 @@ CHECK_SAMPLES = 4
 RTOL = 1e-5
 
 _RESHAPES = {"view", "reshape", torch.reshape}
+_ADDS = {operator.add, torch.add}
 
 
 class ChannelScatter(nn.Module):
-    """The kept channels back at their places in a full-width tensor of zeros."""
+    """The kept channels back at their places in a full-width tensor of zeros, or added into
+    `base` at their places (a residual addition: `base + scatter(x)` in one pass)."""
 
     def __init__(self, index: torch.Tensor, size: int, axis: int) -> None:
         super().__init__()
         self.register_buffer("index", index)
         self.size, self.axis = size, axis
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        if base is not None:
+            return base.index_add(self.axis, self.index, x)
         shape = list(x.shape)
         shape[self.axis] = self.size
-        return x.new_zeros(shape).index_copy(self.axis, self.index, x)
+        return x.new_zeros(shape).index_copy_(self.axis, self.index, x)
 
     def extra_repr(self) -> str:
         return f"{len(self.index)} of {self.size} channels, axis={self.axis}"
@@ -222,7 +227,7 @@ def _remove(
         full = index if block == 1 else (index[:, None] * block + torch.arange(block)).flatten()
         if node.op != "call_module" or node.target not in consumers:
             size = len(keep) * block
-            _scatter_exits(gm, node, path, consumers, full, size, axis, f"{k}_{i}")
+            _scatter_exits(gm, node, path, set(blocks), consumers, full, size, axis, f"{k}_{i}")
         for user in node.users:
             if user.op == "call_module" and user.target in consumers and user.args[0] is node:
                 cols[str(user.target)] = _and(cols.get(str(user.target)), _columns(keep, block))
@@ -260,6 +265,7 @@ def _scatter_exits(
     gm: fx.GraphModule,
     node: fx.Node,
     path: set[fx.Node],
+    shrunk: set[fx.Node],
     consumers: dict[str, int],
     index: torch.Tensor,
     size: int,
@@ -273,14 +279,40 @@ def _scatter_exits(
         and not (u.op == "call_module" and u.target in consumers and u.args[0] is node)
         and not (u.op == "call_method" and u.target == "size" and u.args[1:] == (0,))
     ]
+    name = f"ship_scatter_{tag}"
+    for user in [u for u in exits if _residual_add(u, node, shrunk)]:
+        exits.remove(user)
+        base = next(a for a in user.args if a is not node)
+        gm.add_submodule(f"{name}_{len(exits)}", ChannelScatter(index, size, axis))
+        with gm.graph.inserting_before(user):
+            added = gm.graph.call_module(f"{name}_{len(exits)}", (node, base))
+        added.meta = dict(user.meta)
+        user.replace_all_uses_with(added)
+        gm.graph.erase_node(user)
     if not exits:
         return
-    name = f"ship_scatter_{tag}"
     gm.add_submodule(name, ChannelScatter(index, size, axis))
     with gm.graph.inserting_after(node):
         scatter = gm.graph.call_module(name, (node,))
+    scatter.meta = dict(node.meta)  # the full-width shape ShapeProp saw
     for user in exits:
         user.replace_input_with(node, scatter)
+
+
+def _residual_add(user: fx.Node, node: fx.Node, shrunk: set[fx.Node]) -> bool:
+    """`node + other` (no broadcast, other full width): scatter-added into `other` at once."""
+    if user.op != "call_function" or user.target not in _ADDS or user.kwargs:
+        return False
+    if len(user.args) != 2 or user.args[0] is user.args[1]:
+        return False
+    other = user.args[1] if user.args[0] is node else user.args[0]
+    return (
+        isinstance(other, fx.Node)
+        and other not in shrunk
+        and "tensor_meta" in other.meta
+        and "tensor_meta" in user.meta
+        and _shape(other) == _shape(user)
+    )
 
 
 def _columns(keep: torch.Tensor, block: int) -> torch.Tensor:
