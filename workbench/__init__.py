@@ -6,7 +6,10 @@ bench = wb.Workbench(demo.model, demo.val)
 report = bench.evaluate(wb.PruningPlan(sparsity={"features.0": 0.5}))
 """
 
-from workbench import plots  # figure builders: the layer above all the others
+from workbench import (
+    plots,  # figure builders: the layer above all the others
+    track,  # experiments: kept runs (MLflow), the frontier, the search
+)
 from workbench.analysis import (
     DEFAULT_LEVELS,
     TARGET_KINDS,
@@ -134,4 +137,5 @@ __all__ = [
     "load_model",
     "register_criterion",
     "plots",
+    "track",
 ]

@@ -13,7 +13,7 @@ from workbench import PRIMARY_METRIC, Workbench, track
 
 def render(bench: Workbench) -> None:
     plan = state.plan()
-    left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
+    left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")
     cost = widgets.choice(
         left, "Minimise", list(track.COSTS), "search-cost", format_func=lambda c: track.COSTS[c]
     )
