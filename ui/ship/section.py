@@ -4,6 +4,7 @@ exports. Compaction and exports come from `workbench.ship`; this module only dra
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -106,7 +107,8 @@ def render(plan: PruningPlan) -> None:
             )
         else:
             _latency(left, right, table)
-        _downloads(bench, plan, table)
+        st.markdown("**Downloads**")
+        downloads(bench, plan, latency=table)
 
 
 def _latency(left: st.delta_generator.DeltaGenerator, right, table: pd.DataFrame) -> None:
@@ -126,16 +128,24 @@ def _latency(left: st.delta_generator.DeltaGenerator, right, table: pd.DataFrame
     right.plotly_chart(plots.latency_bars(table), width="stretch", config={"displayModeBar": False})
 
 
-def _downloads(bench: Workbench, plan: PruningPlan, table: pd.DataFrame | None) -> None:
-    st.markdown("**Downloads**")
+def downloads(
+    bench: Workbench,
+    plan: PruningPlan,
+    *,
+    model: Any = None,
+    latency: pd.DataFrame | None = None,
+    stem: str = "pruned",
+) -> None:
+    """A download button per export format, each file made on click; `model`: a trained copy
+    of the pruned model (a Recovery) instead of the plan's."""
     formats = export_formats()
     for column, name in zip(st.columns(len(formats)), formats, strict=True):
         suffix, label = EXPORT_FORMATS[name]
         column.download_button(
             label,
-            data=lambda name=name: export_bytes(bench, plan, name, latency=table),
-            file_name=f"{state.demo()}-pruned{suffix}",
-            key=state.widget_key("ship-download", name),
+            data=lambda name=name: export_bytes(bench, plan, name, model=model, latency=latency),
+            file_name=f"{state.demo()}-{stem}{suffix}",
+            key=state.widget_key(f"download-{stem}", name),
             on_click="ignore",
             width="stretch",
         )
