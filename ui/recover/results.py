@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import loaders, state, widgets
 from ui.recover.job import Job
+from ui.ship import section as ship
 from ui.text import plain
 from workbench import PRIMARY_METRIC, Report, Workbench
 from workbench.plots.recover import comparison, per_class_recovery
@@ -77,6 +78,8 @@ def render(bench: Workbench, one_shot: Report, jobs: list[Job]) -> None:
         on_click=_open, args=(bench, latest),
         help="Adds it to the model picker, so Weights, Prune and Importance show it.",
     )  # fmt: skip
+    with st.expander("Download the recovered model", icon=":material/download:"):
+        ship.downloads(bench, latest.result.plan, model=latest.result, stem="recovered")
 
 
 def _open(bench: Workbench, job: Job) -> None:
