@@ -114,3 +114,15 @@ def test_formats_and_errors(bench, tmp_path) -> None:
     with pytest.raises(wb.WorkbenchError, match="format"):
         wb.export(bench, PLAN, tmp_path / "m.bin")
     assert wb.export_bytes(bench, PLAN, "plan").decode().strip() == PLAN.to_json()
+
+
+def test_onnx_matches_torch_where_the_extra_is_installed(bench, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from workbench.ship.export import onnx_runner
+
+    path = wb.export(bench, PLAN, tmp_path / "m.onnx")
+    got, want = onnx_runner(path, threads=1)(bench.val_inputs), bench.outputs(PLAN)
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+    table = wb.plan_latency(bench, PLAN, 2, threads=1, min_run_time=0.02)
+    assert list(table["label"]) == ["dense", "masked", "compacted", "onnxruntime"]

@@ -93,11 +93,14 @@ def restore_torch_prune(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.
     return model
 
 
-def onnx_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An ONNX Runtime session of an exported file (CPU), as a function of a tensor."""
+def onnx_runner(path: Path, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An ONNX Runtime session of an exported file (CPU, `threads` like torch's by default),
+    as a function of a tensor."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: torch.from_numpy(session.run(None, {name: x.cpu().numpy()})[0])
 
@@ -164,7 +167,9 @@ def _onnx(bench: Workbench, plan: PruningPlan, path: Path, model: nn.Module | No
 
     program = _program_model(bench, plan, model)
     sample = bench.val_inputs[: bench.batch_size].cpu()
-    torch.onnx.export(program, (sample,), str(path), dynamo=True, dynamic_shapes=({0: "batch"},))
+    torch.onnx.export(
+        program, (sample,), str(path), dynamo=True, dynamic_shapes=({0: "batch"},), verbose=False
+    )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     got = torch.from_numpy(session.run(None, {name: sample.numpy()})[0])

@@ -43,5 +43,5 @@ def plan_latency(
         return latency_table(models, sample, threads, **options)
     with tempfile.TemporaryDirectory() as folder:
         path = export(bench, plan, Path(folder) / "model.onnx", model=model)
-        models["onnxruntime"] = onnx_runner(path)
+        models["onnxruntime"] = onnx_runner(path, threads)
         return latency_table(models, sample.cpu(), threads, **options)
