@@ -122,7 +122,7 @@ def in_top_k(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tenso
     answer the counts of larger and equal logits decide skip the sort (topk on small rows is
     a large share of a slider step); rows with a tie across the k-th place, or any non-finite
     logit, ask topk itself, so ties are broken exactly as it breaks them."""
-    if not torch.isfinite(logits).all():
+    if not torch.isfinite(logits.sum()):  # a non-finite logit (or an overflowing sum)
         return (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1)
     own = logits.gather(1, targets[:, None])
     inside = (logits >= own).sum(dim=1) <= k  # every logit not below the target's fits in
