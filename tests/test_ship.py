@@ -154,3 +154,12 @@ def test_plan_latency_rows() -> None:
     assert (table["batch"] == 4).all() and (table["median_s"] > 0).all()
     with pytest.raises(wb.WorkbenchError, match="batch size"):
         wb.plan_latency(bench, _channel_plan(bench), batch_size=0)
+
+
+def test_a_layer_with_every_channel_removed_keeps_one_zero_channel() -> None:
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val)
+    small = _assert_equal(
+        bench, wb.PruningPlan(sparsity={"features.0": 1.0}, granularity="channel")
+    )
+    assert small.shapes.set_index("tensor").loc["features.0.weight", "after"] == "1×1×3×3"

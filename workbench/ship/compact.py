@@ -114,11 +114,15 @@ def compact(bench: Workbench, plan: PruningPlan, model: nn.Module | None = None)
     rows: dict[str, torch.Tensor] = {}  # module: kept output rows (layers and norms)
     cols: dict[str, torch.Tensor] = {}  # module: kept input columns (consumers)
     for k, (name, gone) in enumerate(removed.items()):
-        _remove(gm, bench, nodes[name], ~gone, rows, cols, k)
+        keep = ~gone
+        if not keep.any():  # no layer has zero outputs: one channel of zeros stays, exactly 0
+            keep[0] = True
+        _remove(gm, bench, nodes[name], keep, rows, cols, k)
     _shrink_modules(gm, rows, cols)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()
+    gm.to(sample.device)  # the index buffers added here, where the model runs
     _check(model, gm, sample)
     shapes = pd.DataFrame(
         [
