@@ -41,7 +41,7 @@ def main() -> None:
     }
     print(f"scale ResNet: {samples} validation samples, {threads} threads, {seconds} s a timing")
     print(
-        f"{'plan':18} {'model':10} {'batch':>5} {'median ms':>10} {'IQR ms':>8} {'× dense':>8}"
+        f"{'plan':18} {'model':11} {'batch':>5} {'median ms':>10} {'IQR ms':>8} {'× dense':>8}"
         f" {'params':>10} {'bytes':>11} {'MFLOPs':>7} {'accuracy':>8}"
     )
     goals = {}
@@ -74,7 +74,7 @@ def main() -> None:
             for row in table.itertuples():
                 params, size, flops, accuracy = figures.get(row.label, figures["compacted"])
                 print(
-                    f"{name:18} {row.label:10} {batch:>5} {row.median_s * 1e3:>10.3f}"
+                    f"{name:18} {row.label:11} {batch:>5} {row.median_s * 1e3:>10.3f}"
                     f" {row.iqr_s * 1e3:>8.3f} {row.speedup:>8.2f} {params:>10,} {size:>11,}"
                     f" {flops / 1e6:>7.1f}"
                     f" {accuracy:>8.2%}"
