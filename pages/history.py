@@ -32,6 +32,6 @@ else:
 st.subheader("Search")
 search.render(bench)
 st.caption(
-    f"The store: `{tracking.store().uri}`. Browse it with "
-    f"`mlflow ui --backend-store-uri {tracking.store().uri}`."
+    f"The store: `{tracking.uri()}`. Browse it with "
+    f"`mlflow ui --backend-store-uri {tracking.uri()}`."
 )

@@ -166,3 +166,17 @@ def test_a_search_keeps_every_trial_and_fills_the_frontier(data_dir, bench) -> N
         assert bench.evaluate(store.plan(run_id)).metrics["accuracy"] == accuracy
     assert at.subheader[0].value == "Runs (5)"
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_an_unreadable_store_is_one_line_not_a_crash(tmp_path, monkeypatch) -> None:
+    (tmp_path / "mlflow.db").write_bytes(b"this is no sqlite database" * 100)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    restart()
+    at = open_page("pages/prune.py")
+    assert any("The run store cannot be read" in e.value for e in at.error)
+    button(at, "keep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Cannot keep this plan" in e.value for e in at.error)
+    at.switch_page("pages/history.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("The run store cannot be read" in e.value for e in at.error)

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import loaders, state
+from ui.guard import guard
 from workbench import PruningPlan, Report, TrainingStep
 from workbench.track import Store, TrialProgress, default_uri, fingerprint
 
@@ -22,6 +23,11 @@ def _store(uri: str) -> Store:
 def store() -> Store:
     """The store under the operator's data folder (read each time: a test points it elsewhere)."""
     return _store(default_uri())
+
+
+def uri() -> str:
+    """Where the runs are kept (without opening the store)."""
+    return default_uri()
 
 
 def _owner() -> str | None:
@@ -60,9 +66,11 @@ def runs() -> pd.DataFrame:
     uri = default_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return pd.DataFrame(columns=["run_id"])  # nothing kept yet: no store made for a look
-    found = _store(uri)
-    bench = loaders.current()
-    return _runs(found.uri, state.demo(), fingerprint(bench), state.session_id(), found.generation)
+    with guard("The run store cannot be read"):  # e.g. a file there that is no MLflow store
+        found = _store(uri)
+        data = fingerprint(loaders.current())
+        return _runs(found.uri, state.demo(), data, state.session_id(), found.generation)
+    return pd.DataFrame(columns=["run_id"])
 
 
 def load(run_id: str) -> PruningPlan:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state, widgets
+from ui.guard import guard
 from ui.history import tracking
 from ui.text import plain
 from workbench import PRIMARY_METRIC, Report
@@ -28,8 +29,9 @@ def render(report: Report | None) -> None:
         key=state.widget_key("keep"), width="stretch",
         help="Keep this plan and its exact numbers as a run: compare runs on the History page.",
     ):  # fmt: skip
-        tracking.keep(report)
-        st.toast("Kept: the History page lists it.", icon=":material/bookmark_added:")
+        with guard("Cannot keep this plan"):
+            tracking.keep(report)
+            st.toast("Kept: the History page lists it.", icon=":material/bookmark_added:")
     runs = tracking.runs()
     with bar[3].expander(f"Kept runs ({len(runs)})", icon=":material/history:"):
         if runs.empty:

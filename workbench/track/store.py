@@ -45,12 +45,10 @@ def _mlflow_errors(what: str) -> Callable[[F], F]:
     def wrap(method: F) -> F:
         @functools.wraps(method)
         def run(self: Store, *args: Any, **options: Any) -> Any:
-            from mlflow.exceptions import MlflowException
-
             try:
                 return method(self, *args, **options)
-            except MlflowException as error:
-                raise TrackError(f"{what} in {self.uri}: {error.message}") from error
+            except _store_errors() as error:
+                raise TrackError(f"{what} in {self.uri}: {_message(error)}") from error
 
         return run  # type: ignore[return-value]
 
@@ -58,12 +56,24 @@ def _mlflow_errors(what: str) -> Callable[[F], F]:
 
 
 def _opened(client: Callable[..., Any], uri: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
     try:
         return client(tracking_uri=uri)
-    except MlflowException as error:
-        raise TrackError(f"cannot open the run store {uri}: {error.message}") from error
+    except _store_errors() as error:
+        raise TrackError(f"cannot open the run store {uri}: {_message(error)}") from error
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What a store that cannot be used raises: MLflow's errors, and its database's (a file
+    there that is no sqlite database, a locked or read-only one)."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return MlflowException, SQLAlchemyError
+
+
+def _message(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def data_dir() -> Path:
