@@ -180,3 +180,30 @@ def test_an_unreadable_store_is_one_line_not_a_crash(tmp_path, monkeypatch) -> N
     at.switch_page("pages/history.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("The run store cannot be read" in e.value for e in at.error)
+
+
+def _with_upload(at, bench):
+    """This session brought a model of its own, under the key any session would give it."""
+    from ui.state import Upload
+    from workbench.models import demo_info
+
+    info = demo_info("digits-mlp")
+    at.session_state["uploads"]["yours-net"] = Upload(
+        type(info)(**{**info.__dict__, "name": "yours-net"}), bench
+    )
+    at.session_state["demo"] = "yours-net"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_an_uploads_runs_are_listed_to_its_session_only(data_dir) -> None:
+    demo = wb.load_demo("digits-mlp")
+    bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    mine = _with_upload(open_page("pages/prune.py"), bench)
+    mine.button(key="keep:yours-net:").click().run()
+    assert next(e for e in mine.expander if e.label.startswith("Kept runs")).label == "Kept runs (1)"
+    other = _with_upload(open_page("pages/prune.py"), bench)  # same name, same data
+    assert next(e for e in other.expander if e.label.startswith("Kept runs")).label == "Kept runs (0)"
+    runs = Store(default_uri()).runs("yours-net", session=mine.session_state["session_id"])
+    assert len(runs) == 1 and runs.iloc[0]["tags.session"] == mine.session_state["session_id"]
