@@ -163,3 +163,27 @@ def test_a_layer_with_every_channel_removed_keeps_one_zero_channel() -> None:
         bench, wb.PruningPlan(sparsity={"features.0": 1.0}, granularity="channel")
     )
     assert small.shapes.set_index("tensor").loc["features.0.weight", "after"] == "1×1×3×3"
+
+
+class TokenMLP(nn.Module):
+    """Linear layers along the last dim of (N, T, C), residual adds and a LayerNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.ln = nn.LayerNorm(8)
+        self.c, self.d = nn.Linear(8, 12), nn.Linear(12, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln(x + self.b(nn.functional.gelu(self.a(x))))
+        x = x + self.d(torch.relu(self.c(x)))
+        return self.head(x.mean(1))
+
+
+def test_linear_layers_along_the_last_dim_compact_exactly() -> None:
+    bench = _bench(TokenMLP(), shape=(5, 8), classes=3)
+    small = _assert_equal(bench, _channel_plan(bench))
+    shapes = small.shapes.set_index("tensor")["after"]
+    assert shapes["a.weight"] == "8×8" and shapes["b.weight"] == "4×8"  # a's rows, b's columns
+    assert shapes["ln.weight"] == "8"  # the residual stream keeps its width
