@@ -169,8 +169,12 @@ def _traced(bench: Workbench, model: nn.Module) -> fx.GraphModule:
         if calls.count(layer.name) != 1:
             raise WorkbenchError(
                 f"compaction is {because} its layer {layer.name!r} is "
-                + ("called more than once" if calls.count(layer.name) else "not a module call")
-                + " in forward"
+                + (
+                    "called more than once in forward (a shared weight)"
+                    if calls.count(layer.name)
+                    else "not called as a module in forward (it runs inside another module, "
+                    "such as nn.MultiheadAttention's out_proj, or as a functional call)"
+                )
             )
     return gm
 
