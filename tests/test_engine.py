@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import pickle
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -1187,3 +1188,15 @@ def test_top5_accuracy_is_topks_choice_even_on_ties() -> None:
         targets = torch.randint(0, classes, (40,), generator=g)
         expected = (logits.topk(5, dim=1).indices == targets[:, None]).any(dim=1)
         assert torch.equal(in_top_k(logits, targets, 5), expected), trial
+
+
+def test_reports_pickle_and_copy_with_their_lazy_parts() -> None:
+    """A report's layer table, confusion matrix and compressed size are built on first read;
+    pickling or deep-copying it builds them, and the copy equals the original."""
+    b = bench("digits-cnn")
+    plan = wb.PruningPlan(sparsity={b.layer_names[0]: 0.5}, granularity="channel")
+    report = b.evaluate(plan)
+    for again in (pickle.loads(pickle.dumps(report)), copy.deepcopy(report)):
+        assert again.size == report.size and again.metrics == report.metrics
+        assert again.layers.equals(report.layers)
+        assert (again.confusion == report.confusion).all()
