@@ -126,3 +126,13 @@ def test_onnx_matches_torch_where_the_extra_is_installed(bench, tmp_path) -> Non
     assert (got - want).abs().max() <= 1e-5 * want.abs().max()
     table = wb.plan_latency(bench, PLAN, 2, threads=1, min_run_time=0.02)
     assert list(table["label"]) == ["dense", "masked", "compacted", "onnxruntime"]
+
+
+def test_read_plan_reads_both_exports(bench, tmp_path) -> None:
+    assert wb.read_plan(wb.export_bytes(bench, PLAN, "plan"), "p.json") == PLAN
+    if "plan-yaml" in wb.export_formats():
+        assert wb.read_plan(wb.export_bytes(bench, PLAN, "plan-yaml"), "p.yaml") == PLAN
+        with pytest.raises(wb.PlanError):
+            wb.read_plan("sparsity: [1, 2", "p.yml")
+    with pytest.raises(wb.PlanError):
+        wb.read_plan("{not json", "p.json")

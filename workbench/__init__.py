@@ -61,6 +61,7 @@ from workbench.ship import (
     latency_table,
     onnxruntime_available,
     plan_latency,
+    read_plan,
     restore_torch_prune,
 )
 
@@ -104,6 +105,7 @@ __all__ = [
     "latency_table",
     "onnxruntime_available",
     "plan_latency",
+    "read_plan",
     "restore_torch_prune",
     # the rest
     "ATTRIBUTION_METHODS",

@@ -55,6 +55,20 @@ def test_ship_downloads_and_the_pt2_loads_back(
     assert wb.PruningPlan.from_json(saved["plan"].read_text()) == PLAN
     assert saved["card"].read_text().startswith("# Model card")
 
+    # The YAML plan imported back on a dense Prune page puts the plan on the sliders.
+    page.goto(f"{streamlit_server}/prune?demo=tabular-mlp")
+    wait_for_app(page)
+    assert not page.get_by_test_id("stMetricLabel").filter(has_text="Compacted params").count()
+    page.get_by_text("Ship: measured latency and downloads").click()
+    page.get_by_test_id("stFileUploader").locator('input[type="file"]').set_input_files(
+        str(saved["plan-yaml"])
+    )
+    wait_for_app(page)
+    page.get_by_role("button", name=re.compile("Use this plan")).click()
+    wait_for_app(page)
+    expect(page.get_by_test_id("stMetricLabel").filter(has_text="Compacted params")).to_be_visible()
+    assert "gran=channel" in page.url
+
     (tmp_path / "data").mkdir()
     data = tabular_files(tmp_path / "data")["data"]
     open_load_page(page, streamlit_server)

@@ -23,6 +23,7 @@ from workbench import (
     export_formats,
     plan_latency,
     plots,
+    read_plan,
 )
 
 #: Measurements kept (shared by sessions: the same model and plan measure the same).
@@ -109,6 +110,23 @@ def render(plan: PruningPlan) -> None:
             _latency(left, right, table)
         st.markdown("**Downloads**")
         downloads(bench, plan, latency=table)
+        _import_plan(bench)
+
+
+def _import_plan(bench: Workbench) -> None:
+    """A plan exported earlier (JSON or YAML) back onto the sliders."""
+    upload = st.file_uploader(
+        "Import a plan (JSON or YAML)",
+        type=["json", "yaml", "yml"],
+        key=state.widget_key("plan-import"),
+    )
+    if upload is None or not st.button("Use this plan", icon=":material/upload_file:"):
+        return
+    with guard("This plan cannot be used on this model"):
+        imported = read_plan(upload.getvalue(), upload.name)
+        bench.masks(imported)  # names layers this model has, in range: else a PlanError
+        state.set_plan(imported)
+        st.rerun(scope="app")  # the sliders are drawn from the plan on the next run
 
 
 def _latency(left: st.delta_generator.DeltaGenerator, right, table: pd.DataFrame) -> None:

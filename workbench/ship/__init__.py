@@ -9,6 +9,7 @@ from workbench.ship.export import (
     export,
     export_bytes,
     export_formats,
+    read_plan,
     restore_torch_prune,
 )
 from workbench.ship.latency import Latency, latency, latency_table, onnxruntime_available
@@ -29,5 +30,6 @@ __all__ = [
     "latency_table",
     "onnxruntime_available",
     "plan_latency",
+    "read_plan",
     "restore_torch_prune",
 ]

@@ -22,7 +22,7 @@ from torch.nn.utils import prune
 from workbench.errors import WorkbenchError
 from workbench.evaluate import Report, Workbench
 from workbench.evaluate.modelling import as_output_tensor
-from workbench.pruning.plan import PruningPlan
+from workbench.pruning.plan import PlanError, PruningPlan
 from workbench.ship.compact import compact, plain
 from workbench.ship.latency import onnxruntime_available
 
@@ -76,6 +76,20 @@ def export_bytes(bench: Workbench, plan: PruningPlan, format: str, **options: An
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"model{EXPORT_FORMATS[format][0]}"
         return export(bench, plan, path, format, **options).read_bytes()
+
+
+def read_plan(text: str | bytes, name: str = "plan.json") -> PruningPlan:
+    """A plan exported as `plan` (JSON) or `plan-yaml` (by the file name's suffix)."""
+    text = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+    if not name.lower().endswith((".yaml", ".yml")):
+        return PruningPlan.from_json(text)
+    if _yaml() is None:
+        raise PlanError("reading a YAML plan needs pyyaml (pip install pyyaml), or use the JSON")
+    try:
+        data = _yaml().safe_load(text)
+    except _yaml().YAMLError as error:
+        raise PlanError(f"not a YAML plan: {str(error).splitlines()[0]}") from None
+    return PruningPlan.from_dict(data)
 
 
 def report_of(bench: Workbench, plan: PruningPlan, model: nn.Module | None) -> Report:
