@@ -143,3 +143,15 @@ def test_every_view_of_the_prune_page_renders(demo: str) -> None:
     if demo == "diabetes-regressor":
         view.set_value("Per class").run()
         assert any("Regression model" in c.value for c in at.caption)
+
+
+def test_clearing_the_scope_keeps_the_plan() -> None:
+    """A second click on the chosen scope clears the control; the plan keeps its scope (a None
+    scope once crashed the page) and the control shows it again."""
+    at = open_page("pages/prune.py")
+    scope = next(c for c in at.segmented_control if c.label == "Scope")
+    scope.set_value("global").run()
+    next(c for c in at.segmented_control if c.label == "Scope").set_value(None).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(c for c in at.segmented_control if c.label == "Scope").value == "global"
+    assert at.session_state["plans"]["digits-cnn"].scope == "global"

@@ -56,6 +56,8 @@ def _on_global() -> None:
 
 def _on_option(field: str) -> None:
     value = st.session_state[state.widget_key(field)]
+    if value is None:  # a choice cleared (a second click): keep the plan; the widget resyncs
+        return
     state.set_plan(state.plan().replace(**{field: value}))
 
 

@@ -36,6 +36,7 @@ def render() -> None:
     options[2].segmented_control(
         "Scope",
         SCOPES,
+        required=True,  # clicking the chosen scope again must not leave none (a None scope)
         key=state.widget_key("scope"),
         on_change=_on_option,
         args=("scope",),
