@@ -279,3 +279,13 @@ def test_finetune_your_model_needs_a_training_split(tiny, capsys, tmp_path) -> N
     summary = json.loads(run.stdout)
     assert "seeded split" in run.stderr  # the data's note says how it was split
     assert summary["recovered_metrics"]["accuracy"] >= 0
+
+
+def test_a_yaml_plan_export_is_read_back(capsys, tmp_path) -> None:
+    """The Prune page's plan-yaml download works as --plan, with the JSON's numbers."""
+    bench = wb.Workbench(wb.load_demo("digits-cnn").model, wb.load_demo("digits-cnn").val)
+    plan = wb.PruningPlan.from_dict(GOOD_PLAN)
+    wb.export(bench, plan, tmp_path / "plan.yaml", format="plan-yaml")
+    run = _run(["evaluate", "--demo", "digits-cnn", "--plan", tmp_path / "plan.yaml"], capsys)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["metrics"] == pytest.approx(bench.evaluate(plan).metrics)

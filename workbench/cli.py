@@ -163,11 +163,14 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
 
 def _read_plan(path: str) -> PruningPlan:
+    """A plan file: JSON, or YAML by its suffix (the Prune page's plan exports)."""
+    from workbench.ship.export import read_plan
+
     try:
         text = Path(path).read_text()
     except OSError as error:
         raise PlanError(f"cannot read plan file {path!r}: {error.strerror}") from None
-    return PruningPlan.from_json(text)
+    return read_plan(text, Path(path).name)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -441,7 +441,9 @@ def _subset_bench(bench: Workbench, size: int, seed: int, indices: torch.Tensor)
     rows = indices.to(bench.device)
     targets = bench.targets[rows] if bench.targets is not None else None
     sub = Workbench(
-        bench.model,
+        # pruned_model copies under the runner's swap lock: another session's forward may be
+        # swapping tensors on bench.model (attention, untraceable models)
+        bench.pruned_model(PruningPlan()),
         (bench.val_inputs[rows], targets),
         task=bench.task,
         device=bench.device,
