@@ -66,3 +66,24 @@ def test_search_prints_its_front_and_keeps_every_trial(data_dir, capsys) -> None
         assert row["plan"]["sparsity"]["classifier.3"] == 0.0
     assert main(["search", "--objective", "accuracy"]) == 2
     assert "a metric and a cost" in capsys.readouterr().err
+
+
+def test_sensitivity_finetune_and_export_track_their_runs(data_dir, tmp_path, capsys) -> None:
+    plan = wb.PruningPlan.uniform(["fc1", "fc2", "fc3"], 0.9, scope="global")
+    (tmp_path / "plan.json").write_text(plan.to_json())
+    source = ["--demo", "digits-mlp"]
+    assert main(["sensitivity", *source, "--levels", "0,0.5", "--track"]) == 0
+    assert main(["finetune", *source, "--plan", str(tmp_path / "plan.json"), "--epochs", "1",
+                 "--track"]) == 0  # fmt: skip
+    assert main(["export", *source, "--plan", str(tmp_path / "plan.json"), "--format", "plan",
+                 "--out", str(tmp_path / "out.json"), "--track"]) == 0  # fmt: skip
+    capsys.readouterr()
+    store = Store(default_uri())
+    runs = store.runs("digits-mlp")
+    assert sorted(runs["tags.source"]) == ["export", "recovery", "sensitivity"]
+    bench = wb.Workbench(wb.load_demo("digits-mlp").model, wb.load_demo("digits-mlp").val)
+    exported = runs[runs["tags.source"] == "export"].iloc[0]
+    assert exported["metrics.accuracy"] == pytest.approx(bench.evaluate(plan).metrics["accuracy"])
+    oracle = wb.finetune(bench, plan, wb.load_demo("digits-mlp").train, epochs=1)
+    kept = runs[runs["tags.source"] == "recovery"].iloc[0]
+    assert kept["metrics.accuracy"] == pytest.approx(oracle.report.metrics["accuracy"])

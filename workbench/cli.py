@@ -183,13 +183,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keep(args: argparse.Namespace, bench: Workbench, report: Report) -> None:
+def _keep(
+    args: argparse.Namespace,
+    bench: Workbench,
+    report: Report,
+    source: str = "cli",
+    texts: dict[str, str] | None = None,
+) -> None:
     """--track: keep the report as a run (the model is its demo name or its file's name)."""
     from workbench.track import Store, fingerprint
 
     store = Store(args.track or None)
     model = Path(args.model).name if getattr(args, "model", None) else args.demo
-    run_id = store.keep(report, model=model, data=fingerprint(bench), source="cli")
+    run_id = store.keep(report, model=model, data=fingerprint(bench), source=source, texts=texts)
     print(f"kept as run {run_id} ({model}) in {store.uri}", file=sys.stderr)
 
 
@@ -365,6 +371,7 @@ def _add_sensitivity_command(commands: argparse._SubParsersAction) -> None:
     )
     command.add_argument("--seed", type=int, default=0, help="seed of the subset and bootstrap")
     command.add_argument("--csv", help="write the table to this CSV file instead of printing it")
+    _add_track_option(command, "keep the scan (scan.csv, with the dense report) as a run in")
     command.set_defaults(run=_cmd_sensitivity)
 
 
@@ -398,6 +405,9 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         print(f"wrote {len(frame)} rows to {args.csv}", file=sys.stderr)
     else:
         print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.track is not None:
+        scan_csv = frame.to_csv(index=False)
+        _keep(args, bench, bench.evaluate(PruningPlan()), "sensitivity", {"scan.csv": scan_csv})
     return 0
 
 
@@ -426,6 +436,7 @@ def _add_finetune_command(commands: argparse._SubParsersAction) -> None:
     )
     command.add_argument("--seed", type=int, default=0, help="seed of the batch order")
     command.add_argument("--out", help="write the recovered weights to this .safetensors file")
+    _add_track_option(command, "keep the recovered model's report and history as a run in")
     command.set_defaults(run=_cmd_finetune)
 
 
@@ -472,6 +483,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         "seconds": round(run.seconds, 2),
         "notes": run.notes,
     }
+    if args.track is not None:
+        history = run.history.to_csv(index=False)
+        _keep(args, bench, run.report, source="recovery", texts={"history.csv": history})
     if args.out:
         tensors = {k: v.contiguous() for k, v in run.plain_model().state_dict().items()}
         save_file(tensors, args.out, metadata={"plan": plan.to_json(indent=None)})
@@ -492,6 +506,7 @@ def _add_ship_commands(commands: argparse._SubParsersAction) -> None:
         "--format", choices=list(EXPORT_FORMATS), help="default: from the suffix of --out"
     )
     export.add_argument("--out", required=True, help="the file to write")
+    _add_track_option(export, "keep the exported plan's report as a run in")
     export.set_defaults(run=_cmd_export)
     latency = commands.add_parser(
         "latency", help="measure dense, masked and compacted latency (torch.utils.benchmark)"
@@ -510,7 +525,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     plan = _read_plan(args.plan) if args.plan else PruningPlan()
     if not Path(args.out).resolve().parent.is_dir():
         raise ValueError(f"cannot write {args.out!r}: its folder does not exist")
-    path = export(_bench(args), plan, args.out, args.format)
+    bench = _bench(args)
+    path = export(bench, plan, args.out, args.format)
+    if args.track is not None:
+        _keep(args, bench, bench.evaluate(plan), source="export", texts={"export.txt": str(path)})
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 
