@@ -2,7 +2,9 @@
 
 For the scale ResNet at 50 % channels (L1, every layer but the classifier) and at 90 %
 unstructured (L1): latency of the dense, masked (zeros written) and compacted (`wb.compact`)
-models, and ONNX Runtime's session when the `export` extra is installed, at batch 1 and 64
+models, and with the `export` extra the compacted model with int8 weights (`wb.quantize`:
+torchao, weights only; its bytes are the measured safetensors of its tensors, its accuracy a
+fresh evaluation) and ONNX Runtime's session, at batch 1 and 64
 (`torch.utils.benchmark`, one thread: the figures a shared machine can hold steady, median and
 IQR); parameters, bytes, FLOPs per sample and accuracy.
 Goals: compacted at 50 % channels ≥ 1.8× faster than dense at batch 64; masked at 90 %
@@ -18,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script
 
+
+import torch  # noqa: E402
 
 import workbench as wb  # noqa: E402
 from benchmarks.common import start_run  # noqa: E402
@@ -41,10 +45,10 @@ def main() -> None:
     }
     print(f"scale ResNet: {samples} validation samples, {threads} threads, {seconds} s a timing")
     print(
-        f"{'plan':18} {'model':11} {'batch':>5} {'median ms':>10} {'IQR ms':>8} {'× dense':>8}"
+        f"{'plan':18} {'model':14} {'batch':>5} {'median ms':>10} {'IQR ms':>8} {'× dense':>8}"
         f" {'params':>10} {'bytes':>11} {'MFLOPs':>7} {'accuracy':>8}"
     )
-    goals = {}
+    goals, notes = {}, []
     for name, plan in plans.items():
         report = bench.evaluate(plan)
         small = wb.compact(bench, plan)
@@ -69,17 +73,36 @@ def main() -> None:
                 report.metrics["accuracy"],
             ),
         }
+        if wb.int8_available():
+            quantized = wb.quantize(bench, plan)
+            figures["compacted int8"] = (
+                small.params,
+                quantized.bytes,
+                small.flops(x[:1]),
+                bench.model_metrics(quantized.model)["accuracy"],
+            )
+            with torch.no_grad():
+                fp32, int8 = bench.outputs(plan), quantized.model(bench.val_inputs)
+            agree = float((fp32.argmax(1) == int8.argmax(1)).float().mean())
+            notes.append(
+                f"{name}: int8 layers {len(quantized.int8_layers)}, fp32 "
+                f"{list(quantized.fp32_layers) or 'none'}; outputs off the fp32 compacted model's "
+                f"by at most {float((int8 - fp32).abs().max()):.3g} (range "
+                f"{float(fp32.abs().max()):.3g}), top-1 the same on {agree:.2%}"
+            )
         for batch in BATCHES:
             table = wb.plan_latency(bench, plan, batch, threads, min_run_time=seconds)
             for row in table.itertuples():
                 params, size, flops, accuracy = figures.get(row.label, figures["compacted"])
                 print(
-                    f"{name:18} {row.label:11} {batch:>5} {row.median_s * 1e3:>10.3f}"
+                    f"{name:18} {row.label:14} {batch:>5} {row.median_s * 1e3:>10.3f}"
                     f" {row.iqr_s * 1e3:>8.3f} {row.speedup:>8.2f} {params:>10,} {size:>11,}"
                     f" {flops / 1e6:>7.1f}"
                     f" {accuracy:>8.2%}"
                 )
                 goals[(name, row.label, batch)] = row.speedup
+    for note in notes:
+        print(note)
     compacted = goals[("50 % channels", "compacted", 64)]
     masked = goals[("90 % unstructured", "masked", 64)]
     print(

@@ -147,9 +147,9 @@ def test_latency_structure() -> None:
 def test_plan_latency_rows() -> None:
     bench = _bench(Coupled())
     table = wb.plan_latency(bench, _channel_plan(bench), batch_size=4, threads=1, min_run_time=0.02)
-    expected = ["dense", "masked", "compacted"] + (
-        ["onnxruntime"] if wb.onnxruntime_available() else []
-    )
+    expected = ["dense", "masked", "compacted"]
+    expected += ["compacted int8"] if wb.int8_available() else []
+    expected += ["onnxruntime"] if wb.onnxruntime_available() else []
     assert list(table["label"]) == expected
     assert (table["batch"] == 4).all() and (table["median_s"] > 0).all()
     with pytest.raises(wb.WorkbenchError, match="batch size"):

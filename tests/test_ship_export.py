@@ -99,6 +99,7 @@ def test_model_card(bench, tmp_path) -> None:
         "torch",
     ):
         assert part in text
+    assert ("Compacted int8" in text) == wb.int8_available()
 
 
 def test_a_recovered_model_exports(bench, tmp_path) -> None:
@@ -125,7 +126,8 @@ def test_onnx_matches_torch_where_the_extra_is_installed(bench, tmp_path) -> Non
     got, want = onnx_runner(path, threads=1)(bench.val_inputs), bench.outputs(PLAN)
     assert (got - want).abs().max() <= 1e-5 * want.abs().max()
     table = wb.plan_latency(bench, PLAN, 2, threads=1, min_run_time=0.02)
-    assert list(table["label"]) == ["dense", "masked", "compacted", "onnxruntime"]
+    int8 = ["compacted int8"] if wb.int8_available() else []
+    assert list(table["label"]) == ["dense", "masked", "compacted", *int8, "onnxruntime"]
 
 
 def test_read_plan_reads_both_exports(bench, tmp_path) -> None:

@@ -7,6 +7,7 @@ import torch
 
 import workbench as wb
 from tests.test_app import metric, open_page
+from ui.widgets import fmt_bytes
 
 CHANNEL = {"sp": "features.0:0.5,features.2:0.5", "gran": "channel"}
 
@@ -23,6 +24,8 @@ def test_channel_plans_show_the_compacted_model(bench) -> None:
     small = wb.compact(bench, plan)
     assert metric(at, "Compacted params") == f"{small.params:,}"
     assert any(m.label == "Compacted FLOPs / sample" for m in at.metric)
+    if wb.int8_available():  # the int8 card is the measured model's serialized bytes
+        assert metric(at, "Compacted int8 (measured)") == fmt_bytes(wb.quantize(bench, plan).bytes)
     with torch.no_grad():
         assert small.flops(bench.val_inputs[:1]) < bench.evaluate(plan).dense_size["flops_dense"]
 
@@ -39,4 +42,5 @@ def test_latency_is_measured_on_demand() -> None:
     assert not at.exception, [e.value for e in at.exception]
     labels = [m.label for m in at.metric]
     assert {"dense", "masked", "compacted"} <= set(labels)
+    assert ("compacted int8" in labels) == wb.int8_available()
     assert metric(at, "dense").endswith(" ms")

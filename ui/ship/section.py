@@ -21,8 +21,10 @@ from workbench import (
     compact,
     export_bytes,
     export_formats,
+    int8_available,
     plan_latency,
     plots,
+    quantize,
     read_plan,
 )
 
@@ -37,11 +39,15 @@ def _compacted(key: str, bench_id: int, plan_json: str, _bench: Workbench) -> di
         small = compact(_bench, PruningPlan.from_json(plan_json))
     except WorkbenchError as error:
         return str(error)
-    return {
+    found = {
         "params": small.params,
         "bytes": small.dense_bytes,
         "flops": small.flops(_bench.val_inputs[:1]),
     }
+    if int8_available():  # measured: the int8 model's serialized tensors
+        quantized = quantize(_bench, PruningPlan.from_json(plan_json))
+        found["int8_bytes"], found["fp32_layers"] = quantized.bytes, quantized.fp32_layers
+    return found
 
 
 @st.cache_resource
@@ -76,14 +82,31 @@ def compact_cards(plan: PruningPlan, report: Report) -> None:
     )
     help_text = "The model with removed channels physically gone (wb.compact): stored densely, "
     help_text += "no sparse format needed, and a dense kernel really runs less."
-    for column, (label, value, now, was) in zip(st.columns(3), cards, strict=True):
+    helps = [help_text] * len(cards)
+    if "int8_bytes" in found:
+        cards += (
+            (
+                "Compacted int8 (measured)",
+                widgets.fmt_bytes(found["int8_bytes"]),
+                found["int8_bytes"],
+                dense["dense_bytes"],
+            ),
+        )
+        fp32 = ", ".join(found["fp32_layers"]) or "none"
+        helps.append(
+            "The compacted model with int8 weights (wb.quantize: torchao, weights only), its "
+            f"tensors serialized as safetensors and measured. Layers left fp32: {fp32}."
+        )
+    for column, (label, value, now, was), text in zip(
+        st.columns(len(cards)), cards, helps, strict=True
+    ):
         column.metric(
             label,
             value,
             f"{now / was - 1:+.1%}",
             delta_color="inverse",
             border=True,
-            help=help_text,
+            help=text,
         )
 
 
@@ -103,7 +126,7 @@ def render(plan: PruningPlan) -> None:
         table = store.get(key)
         if table is None:
             left.caption(
-                "Dense, masked (zeros) and compacted models, timed with "
+                "Dense, masked (zeros), compacted and compacted int8 models, timed with "
                 "torch.utils.benchmark on this server (median of runs, IQR)."
             )
         else:

@@ -25,12 +25,14 @@ from workbench.evaluate.modelling import as_output_tensor
 from workbench.pruning.plan import PlanError, PruningPlan
 from workbench.ship.compact import compact, plain
 from workbench.ship.latency import onnxruntime_available
+from workbench.ship.quantize import INT8_SCHEME, int8_available, int8_metadata, quantize
 
 #: Format name: (file suffix, what a download button says).
 EXPORT_FORMATS: dict[str, tuple[str, str]] = {
     "plan": (".json", "Plan JSON"),
     "plan-yaml": (".yaml", "Plan YAML"),
     "safetensors": (".safetensors", "safetensors"),
+    "safetensors-int8": (".int8.safetensors", "int8 safetensors"),
     "torch-prune": (".pt", "torch-prune"),
     "pt2": (".pt2", "pt2 program"),
     "onnx": (".onnx", "ONNX"),
@@ -43,8 +45,10 @@ ONNX_RTOL = 1e-5
 
 
 def export_formats() -> list[str]:
-    """The formats this installation can write (onnx needs the `export` extra; YAML pyyaml)."""
+    """The formats this installation can write (onnx and safetensors-int8 need the `export`
+    extra; YAML pyyaml)."""
     formats = [f for f in EXPORT_FORMATS if f != "onnx" or onnxruntime_available()]
+    formats = [f for f in formats if f != "safetensors-int8" or int8_available()]
     return formats if _yaml() is not None else [f for f in formats if f != "plan-yaml"]
 
 
@@ -65,6 +69,7 @@ def export(
         raise WorkbenchError(
             f"cannot export as {format!r}: the formats here are {', '.join(export_formats())}"
             + ("" if onnxruntime_available() else " (onnx needs the export extra)")
+            + ("" if int8_available() else " (safetensors-int8 needs torchao: the export extra)")
         )
     model = plain(model) if model is not None else None
     _WRITERS[format](bench, plan, path, model, latency)
@@ -158,6 +163,16 @@ def _safetensors(
     save_file(tensors, str(path), metadata=metadata)
 
 
+def _safetensors_int8(
+    bench: Workbench, plan: PruningPlan, path: Path, model: nn.Module | None, _: Any
+) -> None:
+    # A .pt2 of the quantized model calls torchao's accessors, which the loader refuses: plain
+    # int8 values and scales instead, read back onto the plan's compacted model by read_int8.
+    quantized = quantize(bench, plan, model)
+    metrics = bench.model_metrics(quantized.model)
+    path.write_bytes(quantized.to_bytes(int8_metadata(quantized, plan, metrics)))
+
+
 def _torch_prune(
     bench: Workbench, plan: PruningPlan, path: Path, model: nn.Module | None, _: Any
 ) -> None:
@@ -232,6 +247,17 @@ def _card(
             f"Compacted (channels physically removed): {small.params:,} parameters, "
             f"{small.dense_bytes:,} bytes stored densely.",
         ]
+        if int8_available():
+            quantized = quantize(bench, plan, model)
+            figures = ", ".join(
+                f"{k} {v:.6g}" for k, v in bench.model_metrics(quantized.model).items()
+            )
+            lines += [
+                "",
+                f"Compacted int8 ({INT8_SCHEME}): {quantized.bytes:,} bytes measured "
+                f"(safetensors); layers left fp32: {', '.join(quantized.fp32_layers) or 'none'}; "
+                f"metrics: {figures}.",
+            ]
     except WorkbenchError as error:
         lines += ["", f"Compaction: {error}."]
     if latency is not None:
@@ -249,6 +275,7 @@ _WRITERS = {
     "plan": _plan,
     "plan-yaml": _plan_yaml,
     "safetensors": _safetensors,
+    "safetensors-int8": _safetensors_int8,
     "torch-prune": _torch_prune,
     "pt2": _pt2,
     "onnx": _onnx,
@@ -281,6 +308,8 @@ def _format_of(path: Path) -> str:
     suffix = path.suffix.lower().replace(".yml", ".yaml")
     if path.name.lower().endswith(".md"):
         return "card"
+    if path.name.lower().endswith(".int8.safetensors"):
+        return "safetensors-int8"
     for name, (ending, _) in EXPORT_FORMATS.items():
         if suffix == ending:
             return name
