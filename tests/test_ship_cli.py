@@ -47,6 +47,18 @@ def test_export_format_from_the_suffix(plan_file, tmp_path, capsys) -> None:
     assert out.read_text().startswith("# Model card")
 
 
+def test_export_int8_from_the_suffix_reads_back(plan_file, tmp_path, capsys) -> None:
+    pytest.importorskip("torchao")
+    out = tmp_path / "x.int8.safetensors"
+    assert (
+        _run(["export", "--demo", "digits-cnn", "--plan", plan_file, "--out", out], capsys)[0] == 0
+    )
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val)
+    back = wb.read_int8(out, bench)
+    assert bench.model_metrics(back.model) == bench.model_metrics(wb.quantize(bench, PLAN).model)
+
+
 def test_export_bad_input_is_one_line_exit_2(plan_file, tmp_path, capsys) -> None:
     for argv in (
         ["export", "--plan", plan_file, "--out", tmp_path / "x.bin"],

@@ -17,6 +17,7 @@ from workbench.ship.quantize import _metadata, _quantize_model
 
 pytest.importorskip("torchao")
 
+
 @pytest.fixture(scope="module")
 def bench() -> wb.Workbench:
     demo = wb.load_demo("digits-cnn")
@@ -55,6 +56,15 @@ def test_layers_quantized_and_those_left_fp32_are_said(bench) -> None:
         assert quantized.state()[f"{name}.weight::qdata"].dtype == torch.int8
     assert list(quantized.fp32_layers) == ["features.0"]  # one input channel: said why
     assert "one input channel" in quantized.fp32_layers["features.0"]
+
+
+def test_other_weighted_layers_are_said_to_stay_fp32() -> None:
+    demo = wb.load_demo("mnist1d-cnn")  # Conv1d layers: torchao's int8 covers 2-d and 4-d
+    bench = wb.Workbench(demo.model, demo.val)
+    quantized = wb.quantize(bench, _channel_plan(bench))
+    convs = [n for n, m in bench.model.named_modules() if isinstance(m, nn.Conv1d)]
+    assert convs and set(convs) <= set(quantized.fp32_layers)
+    assert all("Conv1d" in quantized.fp32_layers[n] for n in convs)
 
 
 @pytest.mark.parametrize("make", ["digits", "coupled"])

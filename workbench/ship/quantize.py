@@ -131,6 +131,9 @@ def _quantize_model(model: nn.Module) -> Quantized:
     int8, fp32 = [], {}
     for name, module in model.named_modules():
         if not isinstance(module, _QUANTIZED):
+            weight = getattr(module, "weight", None)
+            if isinstance(weight, nn.Parameter) and weight.dim() >= 2:  # Conv1d, Embedding, ...
+                fp32[name] = f"a {type(module).__name__}: torchao's int8 here is Linear and Conv2d"
             continue
         if isinstance(module, nn.Conv2d) and module.in_channels == module.groups:
             # torchao 0.18 fails on these (its scales group a conv's input channels)
