@@ -153,7 +153,13 @@ CHILD = textwrap.dedent(
         except Exception as error:
             outcome = (type(error).__name__, str(error))
         results[name] = [*outcome, time.monotonic() - start]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # This process's own peak (VmHWM): ru_maxrss would carry over the forking pytest
+    # process's high-water mark, which grows with the tests that ran before.
+    try:
+        status = open("/proc/self/status").read()
+        peak = int(status.split("VmHWM:")[1].split()[0]) * 1024
+    except (OSError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"results": results, "peak": peak}))
     """
 )
