@@ -153,7 +153,9 @@ def _import_plan(bench: Workbench) -> None:
 
 
 def _latency(left: st.delta_generator.DeltaGenerator, right, table: pd.DataFrame) -> None:
-    for column, row in zip(left.columns(len(table)), table.itertuples(), strict=True):
+    # The cards get the expander's whole width (below the controls and the chart): in the
+    # controls' column four or five of them were too narrow to read.
+    for column, row in zip(st.columns(len(table)), table.itertuples(), strict=True):
         column.metric(
             row.label,
             f"{row.median_s * 1e3:.2f} ms",
