@@ -44,6 +44,10 @@ from workbench.pruning.plan import PruningPlan
 DEFAULT_CACHE_BYTES = 1 << 30
 #: Identical plans (same masks) are answered from this many recent reports.
 REPORT_CACHE_SIZE = 64
+#: Live-set bytes per slice in `outputs_of_levels`: small enough to stay in a core's L2 cache.
+LEVEL_CHUNK_BYTES = 4 << 20
+#: Fewest samples in a slice: smaller batches often take other kernels (other rounding).
+MIN_SLICE = 64
 
 
 class Workbench:
@@ -137,6 +141,7 @@ class Workbench:
         self._dense_other_sizes: dict[str, TensorSize] | None = None  # read-only once built
         self._reports: OrderedDict[tuple, Report] = OrderedDict()
         self._last_specs: dict[str, MaskSpec] | None = None
+        self._exact_slices: dict[tuple, bool] = {}  # see _slices_exact
 
         self.dense_outputs = self._forward({}, {})
         self._check_outputs()
@@ -310,6 +315,86 @@ class Workbench:
             weights = self._overrides(specs)
         return self._forward(specs, weights)
 
+    def outputs_of_levels(
+        self, plans: Sequence[PruningPlan], chunk_bytes: int = LEVEL_CHUNK_BYTES
+    ) -> list[torch.Tensor]:
+        """`[outputs(plan) for plan in plans]` in one pass, for plans that prune only layers at
+        or after one cut (a scan's levels of one layer): each batch's live set at that cut is
+        read once and run through every plan while it is in cache, in slices of about
+        `chunk_bytes` where every live value is batched. Each sample runs the same operations
+        as in `outputs`, so the values are the same (checked bit for bit in the tests)."""
+        with self._lock:
+            specs = [self._builder.resolve(plan) for plan in plans]
+            weights = [self._overrides(s) for s in specs]
+            named = {name for s in specs for name in s}
+            cuts = self._runner.cuts
+            start = min((cuts[name] for name in named), default=self._runner.end)
+            # The deepest cached dense live set at or before the start (nothing before it is
+            # pruned by any of the plans).
+            resume, envs = self._input_cut if self._input_cut <= start else 0, None
+            for cut in reversed(self._cacheable):
+                if cut > start:
+                    continue
+                if cut <= resume:
+                    break
+                envs = self._activations.get((cut, (None,) * self._prefix_length(cut)))
+                if envs is not None:
+                    resume = cut
+                    break
+        if start >= self._runner.end:  # nothing the plans prune is read: the dense outputs
+            return [self.dense_outputs.clone() for _ in plans]
+        outputs: list[list[torch.Tensor]] = [[] for _ in plans]
+        saved = []
+        for b, inputs in enumerate(self._inputs):
+            env = self._start_env(envs, b, resume, inputs)
+            if start != resume:
+                env = self._runner.run(env, resume, start, {})
+                saved.append(env)
+            pieces = _slices(env, inputs.shape[0], chunk_bytes)
+            results: list[list[torch.Tensor]] = [[] for _ in plans]
+            for piece in pieces:
+                for i, plan_weights in enumerate(weights):
+                    result = self._runner.run(piece, start, self._runner.end, plan_weights)
+                    results[i].append(as_output_tensor(result))
+            if len(pieces) > 1 and not self._slices_exact(
+                env, start, pieces, weights[0], results[0]
+            ):
+                results = [  # kernels that depend on the batch size: whole batches
+                    [as_output_tensor(self._runner.run(env, start, self._runner.end, w))]
+                    for w in weights
+                ]
+            for out, result in zip(outputs, results, strict=True):
+                out.extend(result)
+        if saved and start in self._cacheable:
+            with self._lock:  # the dense live set at the start, for the next pass or a slider
+                self._activations.put((start, (None,) * self._prefix_length(start)), saved)
+        return [torch.cat(out) for out in outputs]
+
+    def _slices_exact(
+        self,
+        env: dict,
+        start: int,
+        pieces: list[dict],
+        weights: dict[str, torch.Tensor],
+        sliced: list[torch.Tensor],
+    ) -> bool:
+        """Whether slicing this batch this way gives the whole batch's values bit for bit: the
+        kernels a CPU library picks may depend on the batch size, so each (cut, slice sizes) is
+        checked once against a whole-batch run and remembered."""
+        key = (start, tuple(next(iter(p.values())).shape[0] for p in pieces))
+        with self._lock:
+            known = self._exact_slices.get(key)
+        if known is None:
+            whole = as_output_tensor(self._runner.run(env, start, self._runner.end, weights))
+            known = torch.equal(torch.cat(sliced), whole)
+            with self._lock:
+                self._exact_slices[key] = known
+        return known
+
+    def _prefix_length(self, cut: int) -> int:
+        """How many layers run before `cut` (the length of an activation key's prefix)."""
+        return sum(1 for layer in self._layers if self._runner.cuts[layer.name] < cut)
+
     def pruned_model(self, plan: PruningPlan) -> nn.Module:
         """A new model with the plan's zeros written in (the caller owns it), parameters frozen.
 
@@ -475,10 +560,7 @@ class Workbench:
         saved: dict[int, list] = {cut: [] for cut in wanted}
         outputs = []
         for b, inputs in enumerate(self._inputs):
-            if start_envs is not None:
-                env = start_envs[b]
-            else:
-                env = self._runner.input_env(start, inputs) if start else {"input": inputs}
+            env = self._start_env(start_envs, b, start, inputs)
             position = start
             for stop in stops:
                 result = self._runner.run(env, position, stop, weights)
@@ -498,6 +580,12 @@ class Workbench:
             if start_envs is not None:
                 self._activations.get(key(start))  # keep the entry we resumed from the freshest
         return torch.cat(outputs)
+
+    def _start_env(self, envs: list | None, b: int, start: int, inputs: torch.Tensor) -> Any:
+        """Batch `b`'s live set at `start`: cached, or the input itself."""
+        if envs is not None:
+            return envs[b]
+        return self._runner.input_env(start, inputs) if start else {"input": inputs}
 
     def _fit_budget(self, saved: dict[int, list], n_batches: int) -> dict[int, list]:
         """Drop cuts whose live sets would not fit the cache, judged from the first batch:
@@ -741,6 +829,21 @@ def _env_bytes(env: dict) -> int:
                 seen.add(ptr)
                 total += value.numel() * value.element_size()
     return total
+
+
+def _slices(env: dict, n: int, chunk_bytes: int) -> list[dict]:
+    """The live set cut along the batch into slices of about `chunk_bytes`, or whole when a
+    value is not batched (a constant, a shape)."""
+    batched = (
+        isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n for v in env.values()
+    )
+    if not all(batched):
+        return [env]
+    per_sample = max(1, _env_bytes(env) // max(n, 1))
+    size = max(MIN_SLICE, chunk_bytes // per_sample)
+    if size >= n:
+        return [env]
+    return [{k: v[i : i + size] for k, v in env.items()} for i in range(0, n, size)]
 
 
 # Analyses live above the engine and register themselves here when imported (import workbench
