@@ -30,6 +30,7 @@ from workbench.analysis import (
 from workbench.analysis.sensitivity import bootstrap_metrics
 from workbench.cli import main as cli_main
 from workbench.evaluate.metrics import compute_metrics
+from workbench.models.synthetic import scale_workload
 
 LEVELS = (0.0, 0.3, 0.7, 0.95)
 
@@ -460,3 +461,30 @@ def test_iter_scan_is_the_one_progress_protocol() -> None:
     assert events[-2].fraction == 1.0 and " at " in events[0].message
     pd.testing.assert_frame_equal(events[-1].result, wb.sensitivity(bench, levels=[0, 0.5]))
     assert wb.drain(wb.iter_scan(bench, levels=[0, 0.5])).equals(events[-1].result)
+
+
+# ---- one pass over a layer's levels ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 30, 1])  # whole batches; slices of 64 samples
+def test_levels_in_one_pass_equal_each_plan_alone(chunk_bytes) -> None:
+    """`outputs_of_levels`, the scan's path, against `outputs` plan by plan, bit for bit, on a
+    residual network with BatchNorm (batches of 110 and 90) and on a demo."""
+    model, (inputs, targets) = scale_workload(samples=200)
+    residual = wb.Workbench(model, (inputs, targets), batch_size=110, device="cpu")
+    for bench in (residual, make_bench("digits-cnn")):
+        for layer in bench.layer_names[::7]:
+            plans = [wb.PruningPlan({layer: level}) for level in (0.3, 0.7, 0.95)]
+            plans.append(wb.PruningPlan({layer: 0.5}, granularity="channel"))
+            together = bench.outputs_of_levels(plans, chunk_bytes=chunk_bytes)
+            for plan, outputs in zip(plans, together, strict=True):
+                assert torch.equal(outputs, bench.outputs(plan)), (layer, plan)
+    assert residual.outputs_of_levels([]) == []
+
+
+def test_slices_that_round_otherwise_fall_back_to_whole_batches(monkeypatch) -> None:
+    bench = make_bench("digits-cnn")
+    monkeypatch.setattr(bench, "_slices_exact", lambda *args: False)
+    plans = [wb.PruningPlan({"features.0": level}) for level in (0.3, 0.9)]
+    for plan, outputs in zip(plans, bench.outputs_of_levels(plans, chunk_bytes=1), strict=True):
+        assert torch.equal(outputs, bench.outputs(plan))

@@ -10,9 +10,10 @@ progress bar, the CLI a counter, and a test can call `list()`:
 Every point is a single-layer `PruningPlan` run through the engine: `bench.outputs(plan)`, then
 the engine's own `compute_metrics`, so the values equal `bench.evaluate(plan).metrics` bit for
 bit (without the size accounting and report tables a scan does not show). Layers are visited
-from the last to the first, and each layer's levels in increasing order: every point of a layer
-resumes from the live set the engine caches at that layer's cut, so a layer costs about the part
-of the network after it, times the number of levels.
+from the last to the first, and all of a layer's levels run in one pass
+(`Workbench.outputs_of_levels`): the live set the engine caches at that layer's cut is read once
+per batch, in cache-sized slices, and run through every level while it is warm, so a layer costs
+about the part of the network after it, times the number of levels, at the speed of warm caches.
 
 Options: a deterministic validation subset (`subset=n` samples, drawn with `seed`), and
 percentile bootstrap confidence intervals over the evaluated samples (`bootstrap=B`
@@ -259,18 +260,24 @@ def _scan_events(bench: Workbench, settings: ScanSettings) -> Iterator[ScanProgr
     # Last layer first: a layer's points all resume from the live set cached at its cut (the
     # dense prefix is the same for all of them), and nothing a layer stores is needed later.
     for layer in reversed(layers):
-        previous: tuple[torch.Tensor, dict[str, float]] | None = None
-        for level in settings.levels:
-            plan = PruningPlan(
-                {layer: level}, method=settings.method, granularity=settings.granularity
-            )
-            mask = bench.masks(plan)[layer]
-            if previous is not None and torch.equal(mask, previous[0]):
-                values = previous[1]  # same mask as the level before (rounded channel counts)
-            else:
-                values = evaluator.point(plan, pruned=not bool(mask.all()))
-                values["sparsity"] = 1.0 - mask.sum().item() / mask.numel()
-            previous = (mask, values)
+        plans = [
+            PruningPlan({layer: level}, method=settings.method, granularity=settings.granularity)
+            for level in settings.levels
+        ]
+        masks = [bench.masks(plan)[layer] for plan in plans]
+        # Levels that share the mask of the level before (rounded channel counts) share its
+        # point; the distinct pruned ones run in one pass over the layer's live set.
+        first = [
+            i if i == 0 or not torch.equal(masks[i], masks[i - 1]) else -1
+            for i in range(len(plans))
+        ]
+        pruned = [i for i in first if i >= 0 and not bool(masks[i].all())]
+        points = dict(zip(pruned, evaluator.points([plans[i] for i in pruned]), strict=True))
+        values: dict[str, float] = {}
+        for i, level in enumerate(settings.levels):
+            if first[i] >= 0:
+                values = points[i] if i in points else evaluator.dense_point()
+                values["sparsity"] = 1.0 - masks[i].sum().item() / masks[i].numel()
             rows[(layer, level)] = values
             done += 1
             yield ScanProgress(done, total, f"{layer} at {level:.0%}", layer=layer, level=level)
@@ -321,13 +328,17 @@ class _Evaluator:
                 bench.task, self.dense_outputs, self.targets, self.dense_outputs, self.resamples
             )
 
-    def point(self, plan: PruningPlan, pruned: bool) -> dict[str, float]:
-        if pruned:
-            outputs = self.target.outputs(plan)
-            if self.indices is not None:
-                outputs = outputs[self.indices]
-        else:
-            outputs = self.dense_outputs
+    def points(self, plans: list[PruningPlan]) -> list[dict[str, float]]:
+        """The metrics of plans that prune one layer (a layer's levels), run in one pass."""
+        outputs = self.target.outputs_of_levels(plans)
+        if self.indices is not None:
+            outputs = [out[self.indices] for out in outputs]
+        return [self._metrics(out) for out in outputs]
+
+    def dense_point(self) -> dict[str, float]:
+        return self._metrics(self.dense_outputs)
+
+    def _metrics(self, outputs: torch.Tensor) -> dict[str, float]:
         values = compute_metrics(self.bench.task, outputs, self.targets, self.dense_outputs)
         if self.resamples is not None:
             resampled = bootstrap_metrics(
