@@ -11,7 +11,7 @@ from ui import loaders, state
 from ui.text import plain
 from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Report
 from workbench.evaluate.metrics import METRICS
-from workbench.plots._format import format_delta, format_metric
+from workbench.plots._format import format_bytes, format_delta, format_metric
 
 #: Each metric's label, from the core's metric registry.
 METRIC_LABELS = {name: metric.label for name, metric in METRICS.items()}
@@ -19,12 +19,7 @@ fmt_metric = format_metric
 fmt_delta = format_delta
 
 
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} GB"
+fmt_bytes = format_bytes
 
 
 def fmt_count(n: float) -> str:

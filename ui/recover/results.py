@@ -3,6 +3,8 @@ recovered model opened on the other pages."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from ui import loaders, state, widgets
@@ -95,8 +97,7 @@ def _open(bench: Workbench, job: Job) -> None:
     description = f"{info.title}, pruned and recovered ({job.label}) in this session."
     state.add_upload(
         key,
-        type(info)(**{**info.__dict__, "name": key, "title": f"{info.title} (recovered)",
-                      "description": description}),
+        replace(info, name=key, title=f"{info.title} (recovered)", description=description),
         recovered,
         loaders.training_data(source),
     )  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from workbench.evaluate import Report
 from workbench.evaluate.metrics import PRIMARY_METRIC
-from workbench.plots._format import format_delta, format_metric, metric_label
+from workbench.plots._format import format_bytes, format_delta, format_metric, metric_label
 from workbench.pruning.plan import PruningPlan
 
 
@@ -68,9 +68,9 @@ class Facts:
             "sparsity": f"{self.weight_sparsity:.1%}",
             "params": f"{int(r.layers['params'].sum()):,}",
             "nonzero": f"{int(r.layers['nonzero'].sum()):,}",
-            "dense_bytes": _bytes(dense["dense_bytes"]),
-            "sparse_bytes": _bytes(size["sparse_bytes"]),
-            "compressed_bytes": _bytes(size["compressed_bytes"]),
+            "dense_bytes": format_bytes(dense["dense_bytes"]),
+            "sparse_bytes": format_bytes(size["sparse_bytes"]),
+            "compressed_bytes": format_bytes(size["compressed_bytes"]),
             "flops_share": f"{size['flops_effective'] / size['flops_dense']:.0%}",
             "granularity": self.plan.granularity,
         }
@@ -94,14 +94,6 @@ def _last(runs: tuple[Run, ...], *, distill: bool | None = None, gradual: bool |
         and (gradual is None or run.gradual == gradual)
     ]
     return found[-1] if found else None
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB"):
-        if n < 1024 or unit == "MB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} MB"
 
 
 class Check(Protocol):

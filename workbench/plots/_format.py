@@ -22,6 +22,15 @@ def format_metric(name: str, value: float) -> str:
     return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
 
 
+def format_bytes(n: float) -> str:
+    """A byte count as people read it: B, KB, MB or GB (powers of 1024)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"
+
+
 def format_delta(name: str, value: float) -> str:
     if is_percent(name):
         return f"{value * 100:+.2f} pp"

@@ -139,14 +139,15 @@ def finetune_iter(
     sign = 1.0 if METRICS[metric].higher_is_better else -1.0
 
     teacher = _teacher_outputs(bench, inputs) if distill > 0 else None
-    student = bench.pruned_model(plan if schedule is None else _start_plan(schedule, plan))
+    start = plan if schedule is None else _start_plan(schedule, plan)
+    student = bench.pruned_model(start)
     student.to(device)
     trainable = list(student.parameters())
     if not trainable:
         raise RecoverError("the model has no trainable parameters to fine-tune")
     for p in trainable:
         p.requires_grad_(True)
-    held = MaskHold(student, bench.kept(plan if schedule is None else _start_plan(schedule, plan)))
+    held = MaskHold(student, bench.kept(start))
     weights = {layer.weight_name for layer in bench.prunable_layers}
     opt = _optimizer(optimizer, trainable, lr, weight_decay)
     sched = (
@@ -401,15 +402,10 @@ def _sparsity(masks: dict[str, torch.Tensor], weights: set[str], bench: Workbenc
 def _with_prune_masks(
     bench: Workbench, model: nn.Module, masks: dict[str, torch.Tensor], notes: list[str]
 ) -> nn.Module:
-    weight_masks = {
-        layer.weight_name: masks[layer.weight_name]
-        for layer in bench.prunable_layers
-        if layer.weight_name in masks
-    }
-    others = {k: v for k, v in masks.items() if k not in weight_masks}
-    sample = bench.val_inputs[:1]
-    unwrapped = hold_with_prune(model, {**weight_masks, **others}, sample)
-    skipped = [name for name in unwrapped if name in weight_masks]
+    unwrapped = set(hold_with_prune(model, masks, bench.val_inputs[:1]))
+    skipped = [
+        layer.weight_name for layer in bench.prunable_layers if layer.weight_name in unwrapped
+    ]
     if skipped:
         notes.append(
             "the model reads its weights outside its modules (a graph or TorchScript): its zeros "
