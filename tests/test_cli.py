@@ -289,3 +289,21 @@ def test_a_yaml_plan_export_is_read_back(capsys, tmp_path) -> None:
     run = _run(["evaluate", "--demo", "digits-cnn", "--plan", tmp_path / "plan.yaml"], capsys)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["metrics"] == pytest.approx(bench.evaluate(plan).metrics)
+
+
+def test_finetune_bad_settings_are_one_line_without_a_bar(capsys, tmp_path) -> None:
+    (tmp_path / "plan.json").write_text(wb.PruningPlan(sparsity={"fc1": 0.5}).to_json())
+    argv = [
+        "finetune",
+        "--demo",
+        "digits-mlp",
+        "--plan",
+        tmp_path / "plan.json",
+        "--distill",
+        "1.5",
+    ]
+    run = _run(argv, capsys)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip().splitlines() == [
+        "error: the distillation weight must be in [0, 1], got 1.5"
+    ]

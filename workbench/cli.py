@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -464,8 +465,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         schedule=Schedule.agp() if args.gradual else None,
         seed=args.seed,
     )
+    # Every check runs before the first event: a bad setting is its one error line, no bar.
+    first = next(events)
     with tqdm(total=None, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
-        for event in events:
+        for event in itertools.chain([first], events):
             bar.total = int(event.total)
             bar.n = int(event.done)
             bar.set_description(event.message, refresh=False)
