@@ -30,7 +30,7 @@ $(RUNTIME_STAMP): requirements.txt $(CONSTRAINTS) | $(VPY)
 	$(PIP) install -r requirements.txt -c $(CONSTRAINTS)
 	touch $@
 
-$(DEV_STAMP): requirements-dev.txt requirements-export.txt requirements.txt $(CONSTRAINTS) $(RUNTIME_STAMP)
+$(DEV_STAMP): requirements-dev.txt requirements-export.txt requirements-scale.txt requirements.txt $(CONSTRAINTS) $(RUNTIME_STAMP)
 	$(PIP) install -r requirements-dev.txt -c $(CONSTRAINTS)
 	touch $@
 

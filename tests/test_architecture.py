@@ -22,6 +22,7 @@ RANKS = {
     "ship": 3,
     "track": 3,
     "io": 4,
+    "scale": 4,  # Ray workers build their workbench from files (io)
     "plots": 5,
     "learn": 5,
     "cli": 6,

@@ -87,3 +87,16 @@ def test_sensitivity_finetune_and_export_track_their_runs(data_dir, tmp_path, ca
     oracle = wb.finetune(bench, plan, wb.load_demo("digits-mlp").train, epochs=1)
     kept = runs[runs["tags.source"] == "recovery"].iloc[0]
     assert kept["metrics.accuracy"] == pytest.approx(oracle.report.metrics["accuracy"])
+
+
+def test_search_with_the_flaml_backend_prints_the_librarys_front(data_dir, capsys) -> None:
+    argv = ["search", "--demo", "digits-mlp", "--trials", "6", "--backend", "flaml", "--json"]
+    assert main([*argv, "--track"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    demo = wb.load_demo("digits-mlp")
+    bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    found = wb.track.search(bench, trials=6, backend="flaml")
+    assert [row["plan"] for row in rows] == [r.plan.to_dict() for r in found.best]
+    runs = Store(default_uri()).runs("digits-mlp")
+    assert set(runs["tags.backend"]) == {"flaml"} and runs["tags.search"].nunique() == 1
+    assert set(runs["tags.objective"]) == {"accuracy,sparse_bytes"}

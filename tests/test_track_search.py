@@ -17,11 +17,12 @@ def bench() -> wb.Workbench:
     return wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
 
 
-@pytest.fixture(scope="module")
-def result(bench):
+@pytest.fixture(scope="module", params=["optuna", "flaml"])
+def result(bench, request):
     return search(
-        bench, trials=12, seed=0, locked=["classifier.3"], max_sparsity={"features.0": 0.5}
-    )
+        bench, trials=12, seed=0, locked=["classifier.3"], max_sparsity={"features.0": 0.5},
+        backend=request.param,
+    )  # fmt: skip
 
 
 def test_every_trial_is_an_exact_evaluation_of_its_plan(bench, result) -> None:
@@ -63,10 +64,13 @@ def test_locks_bounds_and_the_uniform_start_are_held(result) -> None:
         )
 
 
-def test_progress_and_stop(bench) -> None:
+@pytest.mark.parametrize("backend", ["optuna", "flaml"])
+def test_progress_and_stop(bench, backend) -> None:
     stop = threading.Event()
     events = []
-    for event in search_iter(bench, trials=10, stop=stop, metric="loss", cost="flops_effective"):
+    for event in search_iter(
+        bench, trials=10, stop=stop, metric="loss", cost="flops_effective", backend=backend
+    ):
         events.append(event)
         if event.done == 3:
             stop.set()
@@ -87,6 +91,33 @@ def test_bad_settings_are_one_track_error(bench) -> None:
         search(bench, trials=1, cost="latency")
     with pytest.raises(TrackError, match="no metric"):
         search(bench, trials=1, metric="r2")
+    with pytest.raises(TrackError, match="unknown backend"):
+        search(bench, trials=1, backend="hyperopt")
+    with pytest.raises(TrackError, match="tolerance"):
+        search(bench, trials=1, backend="flaml", tolerance=-0.1)
+    with pytest.raises(TrackError, match="nothing to search"):
+        search(bench, trials=1, backend="flaml", locked=bench.layer_names)
+
+
+def test_a_seeded_search_repeats_itself_and_flaml_is_lexicographic(bench) -> None:
+    """FLAML's CFO with lexicographic objectives: the same seed gives the same trials; and it
+    is the backend's own sampler (not Optuna's), every trial still an exact evaluation."""
+    one = search(bench, trials=10, seed=4, backend="flaml", tolerance=0.02)
+    two = search(bench, trials=10, seed=4, backend="flaml", tolerance=0.02)
+    assert [r.plan for r in one.reports] == [r.plan for r in two.reports]
+    assert one.backend == "flaml" and one.study is None
+    optuna_plans = [r.plan for r in search(bench, trials=10, seed=4).reports]
+    assert [r.plan for r in one.reports][3:] != optuna_plans[3:]
+    for report in one.reports:
+        assert report.metrics == bench.evaluate(report.plan).metrics
+
+
+def test_closing_a_flaml_search_ends_its_thread(bench) -> None:
+    before = threading.active_count()
+    events = search_iter(bench, trials=10, backend="flaml")
+    next(events), next(events)
+    events.close()
+    assert threading.active_count() == before
 
 
 def test_on_digits_cnn_the_front_dominates_the_uniform_allocations(bench) -> None:

@@ -8,6 +8,7 @@ import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -237,7 +238,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from workbench.track import Store, fingerprint, search_iter
+    from workbench.track import Store, fingerprint, search_iter, search_tags
 
     parts = [p.strip() for p in args.objective.split(",") if p.strip()]
     if len(parts) != 2:
@@ -248,6 +249,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             bench, metric=parts[0], cost=parts[1], trials=args.trials, seed=args.seed,
             method=args.method, granularity=args.granularity, upper=args.max_sparsity,
             locked=[n.strip() for n in (args.lock or "").split(",") if n.strip()],
+            runner=_runner(args), backend=args.backend, tolerance=args.tolerance,
         ),
         lambda event: f"[{event.done}/{event.total}] {event.message}",
     )  # fmt: skip
@@ -255,9 +257,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
         store, model = Store(args.track or None), args.demo
         if getattr(args, "model", None):
             model = Path(args.model).name
+        tags = search_tags(parts[0], parts[1], args.backend)
         for number, report in enumerate(result.reports):
             store.keep(report, model=model, data=fingerprint(bench), source="search",
-                       name=f"search trial {number}")  # fmt: skip
+                       name=f"search trial {number}", tags=tags)  # fmt: skip
         print(f"kept {len(result.reports)} trials as runs in {store.uri}", file=sys.stderr)
     front = [(n, r) for n, r in enumerate(result.reports) if result.front[n]]
     rows = [
@@ -295,17 +298,56 @@ def _add_search_command(commands: argparse._SubParsersAction) -> None:
     command.add_argument(
         "--max-sparsity", type=float, default=0.95, help="each layer's upper bound (0.95)"
     )
+    command.add_argument(
+        "--backend", choices=["optuna", "flaml"], default="optuna",
+        help="optuna: TPE, both objectives (default); flaml: FLAML's CFO, lexicographic (the "
+        "metric first, then the cost among trials within --tolerance of the best metric)",
+    )  # fmt: skip
+    command.add_argument(
+        "--tolerance", type=float, default=0.01, help="flaml: the metric's slack (default 0.01)"
+    )
     command.add_argument("--json", action="store_true", help="print the front as JSON records")
+    _add_ray_option(command, "the trials")
     _add_track_option(command, "keep every trial as a run in")
     command.set_defaults(run=_cmd_search)
 
 
-def _add_track_option(command: argparse.ArgumentParser, what: str) -> None:
-    command.add_argument(
-        "--track", nargs="?", const="", metavar="URI",
-        help=f"{what} the MLflow store at URI (default: sqlite under $WORKBENCH_DATA_DIR, "
-        "else .workbench-data/)",
+def _add_ray_option(command: argparse.ArgumentParser, what: str) -> None:
+    _add_optional_value(
+        command, "--ray", "ADDRESS", f"run {what} as Ray tasks (the scale extra), each worker "
+        "building its own workbench: on the cluster at ADDRESS (e.g. auto), or without one on "
+        "a local instance",
     )  # fmt: skip
+
+
+def _runner(args: argparse.Namespace) -> Any:
+    """--ray: a RayRunner whose workers build what --demo or --model/--data name; else None."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from workbench.scale import RayRunner, Recipe
+
+    recipe = Recipe(
+        demo=args.demo, model=args.model, data=args.data, arch=args.arch,
+        trust_pickle=args.trust_pickle, target=args.target, val_fraction=args.val_fraction,
+    )  # fmt: skip
+    if recipe.model is not None:  # workers may run elsewhere: the paths they read in full
+        recipe = replace(recipe, model=str(Path(recipe.model).resolve()))
+        recipe = replace(recipe, data=str(Path(recipe.data).resolve()))
+    return RayRunner(recipe, args.ray or None)
+
+
+def _add_track_option(command: argparse.ArgumentParser, what: str) -> None:
+    _add_optional_value(
+        command, "--track", "URI", f"{what} the MLflow store at URI (default: sqlite under "
+        "$WORKBENCH_DATA_DIR, else .workbench-data/)",
+    )  # fmt: skip
+
+
+def _add_optional_value(
+    command: argparse.ArgumentParser, flag: str, metavar: str, help_text: str
+) -> None:
+    """A flag whose value may be left out ('' then: the default place)."""
+    command.add_argument(flag, nargs="?", const="", metavar=metavar, help=help_text)
 
 
 def _add_runs_command(commands: argparse._SubParsersAction) -> None:
@@ -372,6 +414,7 @@ def _add_sensitivity_command(commands: argparse._SubParsersAction) -> None:
     )
     command.add_argument("--seed", type=int, default=0, help="seed of the subset and bootstrap")
     command.add_argument("--csv", help="write the table to this CSV file instead of printing it")
+    _add_ray_option(command, "the layers")
     _add_track_option(command, "keep the scan (scan.csv, with the dense report) as a run in")
     command.set_defaults(run=_cmd_sensitivity)
 
@@ -394,7 +437,14 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
     frame = status.drain(
         iter_scan(
-            bench, levels, args.method, args.granularity, args.subset, args.bootstrap, args.seed
+            bench,
+            levels,
+            args.method,
+            args.granularity,
+            args.subset,
+            args.bootstrap,
+            args.seed,
+            runner=_runner(args),
         ),
         line,
     )

@@ -35,7 +35,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
@@ -55,11 +55,13 @@ from workbench.pruning.plan import PruningPlan
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "LayerRunner",
     "ScanError",
     "ScanProgress",
     "ScanSettings",
     "cached_scan",
     "clear_cache",
+    "layer_values",
     "parse_levels",
     "primary_metric",
     "scan",
@@ -152,16 +154,19 @@ def scan_iter(
     return (event.result if event.finished else event for event in events)
 
 
-def iter_scan(bench: Workbench, *args: Any, **settings: Any) -> Iterator[Progress[pd.DataFrame]]:
+def iter_scan(
+    bench: Workbench, *args: Any, runner: LayerRunner | None = None, **settings: Any
+) -> Iterator[Progress[pd.DataFrame]]:
     """The scan as `Progress` events (one per point; the last carries the DataFrame).
 
     Settings as `ScanSettings.of`: levels, method, granularity, subset, bootstrap, seed,
-    confidence (see `scan`).
+    confidence (see `scan`). `runner`: where the layers are measured (`workbench.scale`'s Ray
+    tasks, each on a workbench of its own); default here, in this process.
     """
     checked = ScanSettings.of(bench, *args, **settings)  # now, so a bad setting raises at once
     return (
         Progress(1, 1, "done", event) if isinstance(event, pd.DataFrame) else event
-        for event in _scan_events(bench, checked)
+        for event in _scan_events(bench, checked, runner)
     )
 
 
@@ -247,7 +252,9 @@ def subset_indices(total: int, size: int, seed: int) -> torch.Tensor:
 # ---- the scan ----------------------------------------------------------------------------------
 
 
-def _scan_events(bench: Workbench, settings: ScanSettings) -> Iterator[ScanProgress | pd.DataFrame]:
+def _scan_events(
+    bench: Workbench, settings: ScanSettings, runner: LayerRunner | None = None
+) -> Iterator[ScanProgress | pd.DataFrame]:
     cached = _cache_get(bench, settings)
     if cached is not None:
         yield _copy(cached)
@@ -259,31 +266,62 @@ def _scan_events(bench: Workbench, settings: ScanSettings) -> Iterator[ScanProgr
     done = 0
     # Last layer first: a layer's points all resume from the live set cached at its cut (the
     # dense prefix is the same for all of them), and nothing a layer stores is needed later.
-    for layer in reversed(layers):
-        plans = [
-            PruningPlan({layer: level}, method=settings.method, granularity=settings.granularity)
-            for level in settings.levels
-        ]
-        masks = [bench.masks(plan)[layer] for plan in plans]
-        # Levels that share the mask of the level before (rounded channel counts) share its
-        # point; the distinct pruned ones run in one pass over the layer's live set.
-        first = [
-            i if i == 0 or not torch.equal(masks[i], masks[i - 1]) else -1
-            for i in range(len(plans))
-        ]
-        pruned = [i for i in first if i >= 0 and not bool(masks[i].all())]
-        points = dict(zip(pruned, evaluator.points([plans[i] for i in pruned]), strict=True))
-        values: dict[str, float] = {}
-        for i, level in enumerate(settings.levels):
-            if first[i] >= 0:
-                values = points[i] if i in points else evaluator.dense_point()
-                values["sparsity"] = 1.0 - masks[i].sum().item() / masks[i].numel()
-            rows[(layer, level)] = values
+    # A runner (Ray tasks, workbench.scale) measures layers elsewhere, in the order they finish.
+    measured = (
+        ((layer, _layer_values(bench, settings, evaluator, layer)) for layer in reversed(layers))
+        if runner is None
+        else runner.layer_values(settings, list(reversed(layers)))
+    )
+    for layer, values in measured:
+        for level in settings.levels:
+            rows[(layer, level)] = values[level]
             done += 1
             yield ScanProgress(done, total, f"{layer} at {level:.0%}", layer=layer, level=level)
     frame = _frame(layers, settings, rows, evaluator)
     _cache_put(bench, settings, frame)  # only a completed scan reaches this line
     yield _copy(frame)
+
+
+class LayerRunner(Protocol):
+    """Measures layers of a scan somewhere else (`workbench.scale.RayRunner`): yields each
+    layer with its values by level (`layer_values`'s) as it finishes, in any order."""
+
+    def layer_values(
+        self, settings: ScanSettings, layers: list[str]
+    ) -> Iterable[tuple[str, dict[float, dict[str, float]]]]: ...
+
+
+def layer_values(
+    bench: Workbench, settings: ScanSettings, layer: str
+) -> dict[float, dict[str, float]]:
+    """One layer's points of a scan, {level: metrics and `sparsity`}: what a scan of `bench`
+    puts in that layer's rows (a worker of a distributed scan calls this on its own bench)."""
+    return _layer_values(bench, settings, _Evaluator(bench, settings), layer)
+
+
+def _layer_values(
+    bench: Workbench, settings: ScanSettings, evaluator: _Evaluator, layer: str
+) -> dict[float, dict[str, float]]:
+    plans = [
+        PruningPlan({layer: level}, method=settings.method, granularity=settings.granularity)
+        for level in settings.levels
+    ]
+    masks = [bench.masks(plan)[layer] for plan in plans]
+    # Levels that share the mask of the level before (rounded channel counts) share its
+    # point; the distinct pruned ones run in one pass over the layer's live set.
+    first = [
+        i if i == 0 or not torch.equal(masks[i], masks[i - 1]) else -1 for i in range(len(plans))
+    ]
+    pruned = [i for i in first if i >= 0 and not bool(masks[i].all())]
+    points = dict(zip(pruned, evaluator.points([plans[i] for i in pruned]), strict=True))
+    out: dict[float, dict[str, float]] = {}
+    values: dict[str, float] = {}
+    for i, level in enumerate(settings.levels):
+        if first[i] >= 0:
+            values = points[i] if i in points else evaluator.dense_point()
+            values["sparsity"] = 1.0 - masks[i].sum().item() / masks[i].numel()
+        out[level] = values
+    return out
 
 
 class _Evaluator:

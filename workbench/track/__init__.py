@@ -9,7 +9,14 @@ from workbench.track.compare import (
     layer_sparsity,
 )
 from workbench.track.frontier import TrackError, frontier
-from workbench.track.search import SearchResult, TrialProgress, search, search_iter
+from workbench.track.search import (
+    BACKENDS,
+    SearchResult,
+    TrialProgress,
+    search,
+    search_iter,
+    search_tags,
+)
 from workbench.track.store import DATA_DIR_ENV, RunDetail, Store, data_dir, default_uri, fingerprint
 
 __all__ = [
@@ -18,8 +25,10 @@ __all__ = [
     "frontier_table",
     "labels",
     "layer_sparsity",
+    "BACKENDS",
     "search",
     "search_iter",
+    "search_tags",
     "DATA_DIR_ENV",
     "RunDetail",
     "SearchResult",
