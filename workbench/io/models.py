@@ -87,6 +87,7 @@ def load_model(
     strict: bool = True,
     name: str | None = None,
     limits: Limits | None = None,
+    max_length: int | None = None,
 ) -> LoadedModel:
     """Load a model file (or a Hugging Face folder) into a LoadedModel.
 
@@ -97,6 +98,7 @@ def load_model(
     did not make yourself.
     strict: missing or unexpected keys are errors (mis-shaped keys always are).
     limits: the caps; by default Limits.from_env().
+    max_length: a text model's tokens per text (Hugging Face folders; the folder caps it).
     """
     if kind is not None and kind not in FORMATS:
         raise LoadError(f"unknown model format {kind!r}; expected one of {', '.join(FORMATS)}")
@@ -124,6 +126,7 @@ def load_model(
         "trust_pickle": trust_pickle,
         "strict": strict,
         "limits": limits,
+        "max_length": max_length,
     }
     options = MODEL_FORMATS.options(detected, keywords) or ModelOptions(**keywords)
     loaded = MODEL_FORMATS[detected].load(src, options)

@@ -3,6 +3,8 @@
 Each demo is `zoo/<name>.json` (metadata, split indices, feature scaling) plus
 `zoo/<name>.safetensors` (weights and buffers). The datasets are rebuilt from scikit-learn's
 bundled files, or from `zoo/mnist1d-data.safetensors`, so loading never downloads and never trains.
+`minilm-topics` is a pretrained encoder from an installed package (`models.text`) with a trained
+head (the only weights in the zoo) and its texts in `zoo/minilm-topics-data.json`.
 `scripts/train_demos.py` writes the zoo.
 """
 
@@ -38,6 +40,9 @@ MNIST1D_FILE = ZOO_DIR / "mnist1d-data.safetensors"
 
 # A fixed, friendly order: the first demo is the app's default.
 _DEMO_NAMES = ("digits-cnn", "digits-mlp", "mnist1d-cnn", "tabular-mlp", "diabetes-regressor")
+#: A real pretrained model (22.6M parameters: seconds to load, not milliseconds): offered after
+#: the small ones, with the larger demos.
+_PRETRAINED_NAMES = ("minilm-topics",)
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class DemoMeta:
     description: str
     architecture: str
     task: str  # "classification" | "regression"
-    input_kind: str  # "image" | "signal" | "tabular"
+    input_kind: str  # "image" | "signal" | "tabular" | "text"
     input_shape: tuple[int, ...]  # per sample
     class_names: tuple[str, ...]  # empty for regression
     feature_names: tuple[str, ...]  # tabular only
@@ -73,6 +78,8 @@ class Demo:
     train: TensorDataset  # (input, target)
     val: TensorDataset
     meta: DemoMeta
+    #: A text demo's tokenizer: texts -> token ids, and ids back to tokens (`models.text`).
+    tokenizer: Any = field(default=None, repr=False, compare=False)
 
     @property
     def task(self) -> str:
@@ -93,16 +100,20 @@ _SYNTHETIC_NAMES = ("scale-resnet",)
 
 
 def list_demos(include_synthetic: bool = False) -> list[str]:
-    """Names of the trained demos, the default first; then the synthetic scale workload."""
-    return list(_DEMO_NAMES) + (list(_SYNTHETIC_NAMES) if include_synthetic else [])
+    """Names of the small trained demos, the default first; with `include_synthetic` the larger
+    ones after them: the pretrained text model and the synthetic scale workload."""
+    larger = list(_PRETRAINED_NAMES + _SYNTHETIC_NAMES)
+    return list(_DEMO_NAMES) + (larger if include_synthetic else [])
 
 
 def load_demo(name: str) -> Demo:
     """Load a demo's model (a fresh object each call) and rebuild its datasets."""
     if name == "scale-resnet":
         return _scale_demo()
+    if name in _PRETRAINED_NAMES:
+        return _text_demo(_read_spec(name))
     if name not in _DEMO_NAMES:
-        valid = ", ".join(_DEMO_NAMES + _SYNTHETIC_NAMES)
+        valid = ", ".join(_DEMO_NAMES + _PRETRAINED_NAMES + _SYNTHETIC_NAMES)
         raise ValueError(f"unknown demo {name!r}; valid names: {valid}")
     spec = _read_spec(name)
     model = ARCHITECTURES[spec["architecture"]]()
@@ -117,7 +128,7 @@ def demo_info(name: str) -> ModelInfo:
     """What the app shows about a demo, without loading its model or data (milliseconds)."""
     if name == "scale-resnet":
         return _SCALE_INFO
-    if name not in _DEMO_NAMES:
+    if name not in _DEMO_NAMES + _PRETRAINED_NAMES:
         raise ValueError(f"unknown demo {name!r}; valid names: {', '.join(list_demos(True))}")
     return _info(_meta(_read_spec(name)))
 
@@ -173,6 +184,42 @@ def _scale_demo() -> Demo:
         val=data,
         meta=meta,
     )
+
+
+def _text_demo(spec: dict[str, Any]) -> Demo:
+    """The pretrained encoder from its package, the zoo's head on it, the zoo's texts."""
+    from workbench.models import text  # transformers is imported only for this demo
+
+    encoder = spec["encoder"]
+    folder = text.package_folder(encoder["package"], encoder["folder"])
+    built = text.load_folder(folder, max_length=encoder["max_length"])
+    model = text.SentenceClassifier(built.model, len(spec["class_names"]))
+    head = load_file(ZOO_DIR / f"{spec['name']}.safetensors")
+    model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
+    model.eval()
+    train, val = build_text_datasets(spec, built.tokenizer)
+    return Demo(spec["name"], model, train, val, _meta(spec), tokenizer=built.tokenizer)
+
+
+def build_text_datasets(
+    spec: dict[str, Any], tokenizer: Any
+) -> tuple[TensorDataset, TensorDataset]:
+    """A text demo's (train, validation) token ids and labels, tokenized as its model reads
+    them: each split padded to its longest text."""
+    data = json.loads((ZOO_DIR / spec["data_source"]).read_text(encoding="utf-8"))
+
+    def split(part: str) -> TensorDataset:
+        labels = torch.tensor(data[f"{part}_labels"], dtype=torch.int64)
+        return TensorDataset(tokenizer(data[f"{part}_texts"]), labels)
+
+    return split("train"), split("val")
+
+
+def text_examples(name: str) -> list[str]:
+    """A text demo's validation texts, in the order of its validation set."""
+    spec = _read_spec(name)
+    data = json.loads((ZOO_DIR / spec["data_source"]).read_text(encoding="utf-8"))
+    return list(data["val_texts"])
 
 
 def _read_spec(name: str) -> dict[str, Any]:

@@ -67,6 +67,7 @@ class ModelOptions:
     trust_pickle: bool = False  # the full unpickler runs code: never for uploads
     strict: bool = True  # missing or unexpected keys are errors
     limits: Limits = DEFAULT_LIMITS
+    max_length: int | None = None  # a text model's tokens per text
 
 
 @dataclass(frozen=True)
