@@ -31,6 +31,7 @@ else:
 
 st.subheader("Search")
 search.render(bench)
+search.latest(runs)
 st.caption(
     f"The store: `{tracking.uri()}`. Browse it with "
     f"`mlflow ui --backend-store-uri {tracking.uri()}`."

@@ -165,7 +165,26 @@ def test_a_search_keeps_every_trial_and_fills_the_frontier(data_dir, bench) -> N
     for run_id, accuracy in zip(runs["run_id"], runs["metrics.accuracy"], strict=True):
         assert bench.evaluate(store.plan(run_id)).metrics["accuracy"] == accuracy
     assert at.subheader[0].value == "Runs (5)"
-    assert len(at.get("plotly_chart")) == 3
+    # compare, frontier, and the search in Optuna's plots (Pareto front, history, importance)
+    assert len(at.get("plotly_chart")) == 6
+    assert any("latest search in Optuna's plots (5 trials, optuna)" in e.label for e in at.expander)
+    assert [t.label for t in at.tabs][-3:] == ["Pareto front", "History", "Layer importance"]
+
+
+def test_a_flaml_search_is_kept_with_its_backend_and_study(data_dir, bench) -> None:
+    at = open_page("pages/history.py")
+    at.number_input(key="search-trials:digits-cnn:").set_value(4).run()
+    at.button_group(key="search-backend:digits-cnn:").set_value("flaml").run()
+    at.button(key="search-start:digits-cnn:").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = Store(default_uri()).runs("digits-cnn")
+    assert len(runs) == 4 and set(runs["tags.backend"]) == {"flaml"}
+    found = wb.track.search(bench, trials=4, backend="flaml")
+    assert sorted(runs["metrics.accuracy"]) == sorted(r.metrics["accuracy"] for r in found.reports)
+    study = wb.track.search_study(runs)
+    assert (study.metric, study.cost, study.backend) == ("accuracy", "sparse_bytes", "flaml")
+    assert sorted(t.values[0] for t in study.study.trials) == sorted(runs["metrics.accuracy"])
+    assert any("(4 trials, flaml)" in e.label for e in at.expander)
 
 
 def test_an_unreadable_store_is_one_line_not_a_crash(tmp_path, monkeypatch) -> None:

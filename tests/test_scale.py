@@ -123,3 +123,45 @@ def test_nothing_else_imports_ray() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_apps_ray_setting_runs_a_scan_and_a_search_on_ray(data_dir, monkeypatch) -> None:
+    """Sensitivity and History: with "Run on Ray" on, the scan's layers and the search's trials
+    go to Ray tasks (counted), and the page shows and keeps the in-process numbers."""
+    from tests.test_app import open_page
+    from tests.test_sensitivity_page import open_sensitivity
+    from workbench.analysis import scan
+    from workbench.track import Store, default_uri
+
+    used: list[str] = []
+    layer_values, submit = RayRunner.layer_values, RayRunner.submit
+    monkeypatch.setattr(
+        RayRunner, "layer_values",
+        lambda self, *a: (used.append("scan"), (yield from layer_values(self, *a)))[1],
+    )  # fmt: skip
+    monkeypatch.setattr(
+        RayRunner, "submit", lambda self, plan: (used.append("trial"), submit(self, plan))[1]
+    )
+    at = open_sensitivity("digits-mlp")
+    at.text_input(key="sensitivity-levels:digits-mlp:").set_value("0, 40, 80").run()
+    at.toggle(key="ray-scan:digits-mlp:").set_value(True).run()
+    [b for b in at.button if b.label == "Run scan"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert used == ["scan"]
+    demo = wb.load_demo("digits-mlp")
+    bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    table = next(d.value for d in at.dataframe if "level" in d.value.columns)
+    assert list(table["accuracy"]) == list(scan(bench, (0.0, 0.4, 0.8))["accuracy"])
+
+    at = open_page("pages/history.py")
+    at.number_input(key="search-trials:digits-cnn:").set_value(4).run()
+    at.toggle(key="ray-search:digits-cnn:").set_value(True).run()
+    at.button(key="search-start:digits-cnn:").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert used.count("trial") == 4
+    store = Store(default_uri())
+    runs = store.runs("digits-cnn")
+    assert len(runs) == 4
+    cnn = Recipe(demo="digits-cnn").build()
+    for run_id, accuracy in zip(runs["run_id"], runs["metrics.accuracy"], strict=True):
+        assert cnn.evaluate(store.plan(run_id)).metrics["accuracy"] == accuracy

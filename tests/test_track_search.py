@@ -131,3 +131,29 @@ def test_on_digits_cnn_the_front_dominates_the_uniform_allocations(bench) -> Non
             and r.metrics["accuracy"] >= uniform.metrics["accuracy"]
             for r in found.best
         ), level
+
+
+def test_a_kept_search_is_an_optuna_study_and_its_plots_show_its_front(bench, tmp_path) -> None:
+    from workbench.track import Store, search_study, search_tags
+
+    found = search(bench, trials=8, seed=1)
+    store = Store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store.keep(found.reports[0], model="digits-cnn", source="search", tags=search_tags("loss", "flops_effective"))
+    tags = search_tags("accuracy", "sparse_bytes")
+    for report in found.reports:
+        store.keep(report, model="digits-cnn", source="search", tags=tags)
+    study = search_study(store.runs("digits-cnn"))  # the latest search, not the first
+    assert (study.search, study.metric, study.cost) == (tags["search"], "accuracy", "sparse_bytes")
+    pairs = sorted((r.metrics["accuracy"], r.size["sparse_bytes"]) for r in found.reports)
+    assert sorted(tuple(t.values) for t in study.study.trials) == pairs
+    for trial in study.study.trials:  # each trial's parameters are its plan's sparsities
+        assert any(trial.params == dict(r.plan.sparsity) for r in found.reports)
+    best = {tuple(t.values) for t in study.study.best_trials}
+    assert best == {(r.metrics["accuracy"], r.size["sparse_bytes"]) for r in found.best}
+    figures = wb.plots.search_plots(study.study, study.metric, "Sparse bytes")
+    assert list(figures) == ["Pareto front", "History", "Layer importance"]
+    traces = [set(zip(t.x, t.y, strict=True)) for t in figures["Pareto front"].data]
+    assert set().union(*traces) == set(pairs) and best in traces  # the front: a trace of its own
+    importances = figures["Layer importance"].data[0]
+    assert set(importances.y) == set(bench.layer_names)
+    assert search_study(store.runs("nobody")) is None

@@ -36,7 +36,11 @@ def _owner() -> str | None:
 
 
 def keep(
-    report: Report, source: str = "keep", name: str | None = None, texts: dict | None = None
+    report: Report,
+    source: str = "keep",
+    name: str | None = None,
+    texts: dict | None = None,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """Record a report of the current model as a run; returns its id."""
     return store().keep(
@@ -46,6 +50,7 @@ def keep(
         source=source,
         name=name,
         session=_owner(),
+        tags=tags,
         texts=texts,
     )
 
@@ -103,9 +108,12 @@ def recovery_tracker(label: str) -> Callable[[Iterator[TrainingStep]], Iterator[
     return tracked
 
 
-def kept_trials(events: Iterator[TrialProgress]) -> Iterator[TrialProgress]:
-    """A search's events, each finished trial kept as a run as it comes (a Stop keeps those)."""
+def kept_trials(
+    events: Iterator[TrialProgress], tags: dict[str, str] | None = None
+) -> Iterator[TrialProgress]:
+    """A search's events, each finished trial kept as a run as it comes (a Stop keeps those);
+    `tags`: the search's (`track.search_tags`)."""
     for event in events:
         if event.report is not None:
-            keep(event.report, source="search", name=f"search trial {event.done}")
+            keep(event.report, source="search", name=f"search trial {event.done}", tags=tags)
         yield event

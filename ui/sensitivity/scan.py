@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ui import scale
 from ui.guard import guard
 from ui.progress import show
 from ui.sensitivity import Context, key
@@ -102,11 +103,12 @@ def run_scan(ctx: Context, settings: ScanSettings) -> pd.DataFrame | None:
             else ""
         )
     )
+    runner = scale.runner(st, "scan")  # off: in this process
     if not run:
         return None
     # Stop reruns the page, which abandons the scan: the engine caches only a completed scan.
     show(
-        iter_scan(bench, **_options(settings)),
+        iter_scan(bench, runner=runner, **_options(settings)),
         f"Scanning {points} points",
         stop=_on_stop,
         key=key("stop"),

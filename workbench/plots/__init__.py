@@ -19,7 +19,12 @@ from workbench.plots.common import (
     weight_heatmap,
 )
 from workbench.plots.data import preview_figure
-from workbench.plots.experiments import frontier_chart, per_class_difference, run_layer_bars
+from workbench.plots.experiments import (
+    frontier_chart,
+    per_class_difference,
+    run_layer_bars,
+    search_plots,
+)
 from workbench.plots.importance import (
     channel_bars,
     channel_grid,
@@ -69,6 +74,7 @@ __all__ = [
     "proposal_bars",
     "removal_strip",
     "run_layer_bars",
+    "search_plots",
     "signal_maps",
     "style",
     "tolerance_bars",

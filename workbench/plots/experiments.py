@@ -1,6 +1,9 @@
-"""Plotly figures of the History page: the Pareto frontier of kept runs and two runs compared."""
+"""Plotly figures of the History page: the Pareto frontier of kept runs, two runs compared, and
+Optuna's own plots of a search."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -81,3 +84,30 @@ def per_class_difference(change: pd.DataFrame, second: str, height: int = 300) -
     fig.update_yaxes(title_text=f"{second} − first (pp)", zeroline=True)
     fig.update_xaxes(title_text="class", type="category")
     return _style(fig, height)
+
+
+def search_plots(
+    study: Any, metric: str, cost_label: str, height: int = 360
+) -> dict[str, go.Figure]:
+    """Optuna's own figures of a search's study (`track.search_study(...).study`): its Pareto
+    front, each layer's importance to the metric (fANOVA) and the metric's history by trial.
+    Importances need two trials or more; with fewer that figure is left out."""
+    from optuna import visualization as vis
+    from optuna.importance import FanovaImportanceEvaluator
+
+    name = metric_label(metric)
+
+    def of_metric(trial: Any) -> float:
+        return trial.values[0]
+
+    figures = {
+        "Pareto front": vis.plot_pareto_front(study, target_names=[name, cost_label]),
+        "History": vis.plot_optimization_history(study, target=of_metric, target_name=name),
+    }
+    if len(study.trials) >= 2:
+        # fANOVA: the share of the metric's variance each layer explains (seeded: repeatable;
+        # Optuna's default evaluator ranks by reaching low values, wrong for an accuracy)
+        figures["Layer importance"] = vis.plot_param_importances(
+            study, FanovaImportanceEvaluator(seed=0), target=of_metric, target_name=name
+        )
+    return {title: _style(fig, height) for title, fig in figures.items()}

@@ -12,9 +12,11 @@ from workbench.track.frontier import TrackError, frontier
 from workbench.track.search import (
     BACKENDS,
     SearchResult,
+    SearchStudy,
     TrialProgress,
     search,
     search_iter,
+    search_study,
     search_tags,
 )
 from workbench.track.store import DATA_DIR_ENV, RunDetail, Store, data_dir, default_uri, fingerprint
@@ -28,10 +30,12 @@ __all__ = [
     "BACKENDS",
     "search",
     "search_iter",
+    "search_study",
     "search_tags",
     "DATA_DIR_ENV",
     "RunDetail",
     "SearchResult",
+    "SearchStudy",
     "Store",
     "TrackError",
     "TrialProgress",

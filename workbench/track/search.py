@@ -338,3 +338,48 @@ def search_tags(metric: str, cost: str, backend: str = "optuna") -> dict[str, st
 def search(bench: Workbench, **options: object) -> SearchResult:
     """`search_iter` run to its end."""
     return drain(search_iter(bench, **options))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class SearchStudy:
+    """One search's trials as an Optuna study (for Optuna's own plots), from its kept runs."""
+
+    search: str  # the search's id (its runs' `search` tag)
+    metric: str
+    cost: str
+    backend: str
+    study: Any = field(repr=False, compare=False)
+
+
+def search_study(runs: pd.DataFrame, search: str | None = None) -> SearchStudy | None:
+    """The trials of one search (`search`: its id; default the latest) among `Store.runs`, as
+    an Optuna study: each trial's per-layer sparsities and its two objective values. None when
+    no run comes from a tagged search."""
+    import optuna
+
+    if "tags.search" not in runs or runs["tags.search"].isna().all():
+        return None
+    tagged = runs[runs["tags.search"].notna()]
+    search = search or str(tagged.sort_values("start_time")["tags.search"].iloc[-1])
+    trials = tagged[tagged["tags.search"] == search].sort_values("start_time")
+    if trials.empty:
+        raise TrackError(f"no kept runs of search {search!r}")
+    first = trials.iloc[0]
+    metric, cost = str(first["tags.objective"]).split(",")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        directions=["maximize" if HIGHER_IS_BETTER.get(metric, True) else "minimize", "minimize"],
+        study_name=f"search {search}",
+    )
+    layers = [c for c in trials if c.startswith("params.sparsity.")]
+    space = {c.removeprefix("params.sparsity."): optuna.distributions.FloatDistribution(0, 1)
+             for c in layers}  # fmt: skip
+    for _, row in trials.iterrows():
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={c.removeprefix("params.sparsity."): float(row[c]) for c in layers},
+                distributions=space,
+                values=[float(row[f"metrics.{metric}"]), float(row[f"metrics.{cost}"])],
+            )
+        )
+    return SearchStudy(search, metric, cost, str(first.get("tags.backend") or "optuna"), study)
