@@ -48,6 +48,52 @@ def test_keep_records_a_run_whose_metrics_equal_the_report(data_dir, bench) -> N
     assert expander.label == "Kept runs (1)"
 
 
+def test_keep_records_the_compacted_model_and_the_measured_latency(data_dir, bench) -> None:
+    at = open_page("pages/prune.py", query={"sp": "features.0:0.5,features.2:0.5", "gran": "channel"})
+    next(b for b in at.button if b.label == "Measure latency").click().run()
+    button(at, "keep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run = Store(default_uri()).runs("digits-cnn").iloc[0]
+    plan = wb.PruningPlan({"features.0": 0.5, "features.2": 0.5}, granularity="channel")
+    small = wb.compact(bench, plan)
+    assert run["metrics.compacted_bytes"] == small.dense_bytes
+    assert run["metrics.compacted_flops"] == small.flops(bench.val_inputs[:1])
+    for label in ("dense", "masked", "compacted"):  # the Ship section's cards, as kept
+        assert metric(at, label) == f"{run[f'metrics.latency_ms.{label}']:.2f} ms"
+    assert run["metrics.latency_ms"] == run["metrics.latency_ms.compacted"]
+    at.switch_page("pages/history.py").run()
+    costs = at.button_group(key="pareto-cost:digits-cnn:").options
+    assert {"Compacted bytes", "Latency, ms (measured)"} <= set(costs)
+    at.button_group(key="pareto-cost:digits-cnn:").set_value("latency_ms").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_download_is_kept_as_a_run_with_its_file(data_dir, bench) -> None:
+    """The Ship section's download callback (deferred: Streamlit runs it on the click, which
+    AppTest cannot make), called in a script as the button would."""
+    from streamlit.testing.v1 import AppTest
+
+    def script() -> None:
+        import streamlit as st
+
+        import workbench as wb
+        from ui.history import tracking
+
+        made = tracking.export_keeper("pruned")
+        plan = wb.PruningPlan({"features.2": 0.5})
+        st.session_state["made"] = made(plan, "safetensors", "digits-cnn-pruned.safetensors")
+
+    at = AppTest.from_function(script, default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    store = Store(default_uri())
+    run = store.runs("digits-cnn").iloc[0]
+    assert run["tags.source"] == "export"
+    assert store.artifact(run["run_id"], "digits-cnn-pruned.safetensors") == at.session_state["made"]
+    plan = wb.PruningPlan({"features.2": 0.5})
+    assert run["metrics.accuracy"] == bench.evaluate(plan).metrics["accuracy"]
+    assert wb.PruningPlan.from_json(store.artifact(run["run_id"], "plan.json").decode()) == plan
+
+
 def test_runs_survive_a_restart_and_load_onto_the_sliders(data_dir) -> None:
     at = open_page("pages/prune.py")
     keep(at, "classifier.1", 80)

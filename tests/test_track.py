@@ -155,3 +155,55 @@ def test_frontier_table_and_compare_tables(store, bench) -> None:
         strict=True,
     ):
         assert row.change == pytest.approx(b - a)
+
+
+def test_every_run_has_its_plan_json_and_keeps_files_and_measurements(store, bench) -> None:
+    report = bench.evaluate(PLAN)
+    measured = wb.track.ship_metrics(bench, PLAN)
+    run_id = store.keep(
+        report, model="digits-cnn", metrics=measured, files={"model.bin": b"\x00weights\xff"}
+    )
+    assert wb.PruningPlan.from_json(store.artifact(run_id, "plan.json").decode()) == PLAN
+    assert store.artifact(run_id, "model.bin") == b"\x00weights\xff"
+    row = store.runs("digits-cnn").iloc[0]
+    for name, value in measured.items():
+        assert row[f"metrics.{name}"] == value
+    with pytest.raises(TrackError, match="no artifact"):
+        store.artifact(run_id, "missing.bin")
+
+
+def test_ship_metrics_are_the_compacted_models_and_the_latency_tables() -> None:
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val)
+    plan = wb.PruningPlan({"features.0": 0.5, "features.2": 0.5}, granularity="channel")
+    small = wb.compact(bench, plan)
+    table = pd.DataFrame(
+        {"label": ["dense", "masked", "compacted"], "median_s": [3e-3, 3e-3, 1e-3],
+         "batch": [1, 1, 1]}
+    )  # fmt: skip
+    found = wb.track.ship_metrics(bench, plan, latency=table)
+    assert found["compacted_params"] == small.params
+    assert found["compacted_bytes"] == small.dense_bytes < bench.evaluate(plan).dense_size["dense_bytes"]
+    assert found["compacted_flops"] == small.flops(bench.val_inputs[:1])
+    assert found["latency_ms"] == found["latency_ms.compacted"] == 1.0  # the shipped model's
+    assert found["latency_ms.dense"] == 3.0 and found["latency_batch"] == 1
+    # unstructured: nothing removed, so the compacted model is the dense one
+    dense = wb.track.ship_metrics(bench, wb.PruningPlan({"features.2": 0.9}))
+    assert dense["compacted_bytes"] == wb.compact(bench, wb.PruningPlan()).dense_bytes
+    assert "latency_ms" not in dense
+
+
+def test_the_frontier_takes_compacted_bytes_and_latency(store, bench) -> None:
+    plans = [wb.PruningPlan({"features.2": v}, granularity="channel") for v in (0.25, 0.5, 0.75)]
+    for plan, ms in zip(plans, (2.0, 1.0, 1.5), strict=True):
+        table = pd.DataFrame({"label": ["compacted"], "median_s": [ms / 1e3], "batch": [1]})
+        store.keep(bench.evaluate(plan), model="digits-cnn",
+                   metrics=wb.track.ship_metrics(bench, plan, latency=table))  # fmt: skip
+    runs = store.runs("digits-cnn")
+    assert {"compacted_bytes", "latency_ms"} <= set(wb.track.FRONTIER_COSTS)
+    points = frontier_table(runs, "accuracy", "latency_ms")
+    assert sorted(points["cost"]) == pytest.approx([1.0, 1.5, 2.0])
+    expected = frontier(points["value"], points["cost"])
+    assert list(points["front"]) == list(expected)
+    compacted = frontier_table(runs, "accuracy", "compacted_bytes")
+    assert list(compacted["cost"]) == [runs.iloc[i]["metrics.compacted_bytes"] for i in range(3)]

@@ -87,6 +87,24 @@ def test_sensitivity_finetune_and_export_track_their_runs(data_dir, tmp_path, ca
     oracle = wb.finetune(bench, plan, wb.load_demo("digits-mlp").train, epochs=1)
     kept = runs[runs["tags.source"] == "recovery"].iloc[0]
     assert kept["metrics.accuracy"] == pytest.approx(oracle.report.metrics["accuracy"])
+    # the exported file is the run's artifact; the recovered run has its compacted figures
+    assert store.artifact(exported["run_id"], "out.json") == (tmp_path / "out.json").read_bytes()
+    assert kept["metrics.compacted_params"] == wb.compact(bench, plan).params
+
+
+def test_export_track_keeps_the_model_file(data_dir, tmp_path, capsys) -> None:
+    plan = wb.PruningPlan({"features.0": 0.5}, granularity="channel")
+    (tmp_path / "plan.json").write_text(plan.to_json())
+    out = tmp_path / "small.safetensors"
+    assert main(["export", "--plan", str(tmp_path / "plan.json"), "--out", str(out), "--track"]) == 0
+    capsys.readouterr()
+    store = Store(default_uri())
+    run = store.runs("digits-cnn").iloc[0]
+    assert store.artifact(run["run_id"], "small.safetensors") == out.read_bytes()
+    assert wb.PruningPlan.from_json(store.artifact(run["run_id"], "plan.json").decode()) == plan
+    demo = wb.load_demo("digits-cnn")
+    small = wb.compact(wb.Workbench(demo.model, demo.val), plan)
+    assert run["metrics.compacted_bytes"] == small.dense_bytes
 
 
 def test_search_with_the_flaml_backend_prints_the_librarys_front(data_dir, capsys) -> None:

@@ -191,13 +191,20 @@ def _keep(
     report: Report,
     source: str = "cli",
     texts: dict[str, str] | None = None,
+    *,
+    trained: Any = None,
+    files: dict[str, Path] | None = None,
 ) -> None:
-    """--track: keep the report as a run (the model is its demo name or its file's name)."""
-    from workbench.track import Store, fingerprint
+    """--track: keep the report as a run (the model is its demo name or its file's name), with
+    the compacted model's figures (of `trained`, a recovered model, when given) and `files`."""
+    from workbench.track import Store, fingerprint, ship_metrics
 
     store = Store(args.track or None)
     model = Path(args.model).name if getattr(args, "model", None) else args.demo
-    run_id = store.keep(report, model=model, data=fingerprint(bench), source=source, texts=texts)
+    run_id = store.keep(
+        report, model=model, data=fingerprint(bench), source=source, texts=texts, files=files,
+        metrics=ship_metrics(bench, report.plan, model=trained),
+    )  # fmt: skip
     print(f"kept as run {run_id} ({model}) in {store.uri}", file=sys.stderr)
 
 
@@ -538,7 +545,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     }
     if args.track is not None:
         history = run.history.to_csv(index=False)
-        _keep(args, bench, run.report, source="recovery", texts={"history.csv": history})
+        _keep(args, bench, run.report, source="recovery", texts={"history.csv": history},
+              trained=run)  # fmt: skip
     if args.out:
         tensors = {k: v.contiguous() for k, v in run.plain_model().state_dict().items()}
         save_file(tensors, args.out, metadata={"plan": plan.to_json(indent=None)})
@@ -581,7 +589,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     bench = _bench(args)
     path = export(bench, plan, args.out, args.format)
     if args.track is not None:
-        _keep(args, bench, bench.evaluate(plan), source="export", texts={"export.txt": str(path)})
+        _keep(args, bench, bench.evaluate(plan), source="export", texts={"export.txt": str(path)},
+              files={path.name: path})  # fmt: skip
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 

@@ -25,24 +25,30 @@ def render(runs: pd.DataFrame, task: str) -> None:
         format_func=lambda m: widgets.METRIC_LABELS.get(m, m),
         key=state.widget_key("pareto-metric"),
     )  # fmt: skip
-    costs = [c for c in track.COSTS if f"metrics.{c}" in runs]
+    # the report's sizes, and the compacted model and latency where runs recorded them
+    costs = [c for c in track.FRONTIER_COSTS if f"metrics.{c}" in runs
+             and runs[f"metrics.{c}"].notna().any()]  # fmt: skip
     cost = widgets.choice(
-        right, "Against", costs, "pareto-cost", format_func=lambda c: track.COSTS[c]
+        right, "Against", costs, "pareto-cost", format_func=lambda c: track.FRONTIER_COSTS[c]
     )
     points = track.frontier_table(runs, metric, cost)
     key = state.widget_key("pareto")
     st.plotly_chart(
-        plots.frontier_chart(points, metric, track.COSTS[cost]),
+        plots.frontier_chart(points, metric, track.FRONTIER_COSTS[cost]),
         width="stretch",
         key=key,
         on_select=lambda: _clicked(key, points),
         selection_mode="points",
         config={"displayModeBar": False},
     )
+    unmeasured = int(points["cost"].isna().sum())
     st.caption(
         f"{int(points['front'].sum())} of {len(points)} runs are on the frontier (large, joined): "
         "no other run is as good for as little. Click a point to put its plan on the sliders."
-    )
+        + (f" {unmeasured} runs without this figure are left out (a search's trials record "
+           "no compacted model; latency is what the Ship section measured when kept)."
+           if unmeasured else "")
+    )  # fmt: skip
 
 
 def picked_run(selection: Any, points: pd.DataFrame) -> str | None:

@@ -3,16 +3,18 @@ model's runs, and keeping a report (Keep, an applied proposal, a finished recove
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from ui import loaders, state
 from ui.guard import guard
-from workbench import PruningPlan, Report, TrainingStep
-from workbench.track import Store, TrialProgress, default_uri, fingerprint
+from workbench import PruningPlan, Report, TrainingStep, export_bytes
+from workbench.track import Store, TrackError, TrialProgress, default_uri, fingerprint, ship_metrics
 
 
 @st.cache_resource(show_spinner="Opening the run store…")
@@ -41,17 +43,23 @@ def keep(
     name: str | None = None,
     texts: dict | None = None,
     tags: dict[str, str] | None = None,
+    *,
+    latency: pd.DataFrame | None = None,
+    measure: bool = True,
 ) -> str:
-    """Record a report of the current model as a run; returns its id."""
+    """Record a report of the current model as a run; returns its id. With `measure`, the run
+    has the compacted model's figures too, and `latency` (the Ship section's measurement)."""
+    bench = loaders.current()
     return store().keep(
         report,
         model=state.demo(),
-        data=fingerprint(loaders.current()),
+        data=fingerprint(bench),
         source=source,
         name=name,
         session=_owner(),
         tags=tags,
         texts=texts,
+        metrics=ship_metrics(bench, report.plan, latency=latency) if measure else None,
     )
 
 
@@ -88,7 +96,8 @@ def load(run_id: str) -> PruningPlan:
 def recovery_tracker(label: str) -> Callable[[Iterator[TrainingStep]], Iterator[TrainingStep]]:
     """Wraps a recovery's events so its result is kept as a run when it finishes. Built in the
     page's thread (it reads the session); the wrapper runs in the job's."""
-    found, model, data, owner = store(), state.demo(), fingerprint(loaders.current()), _owner()
+    found, model, owner, bench = store(), state.demo(), _owner(), loaders.current()
+    data = fingerprint(bench)
 
     def tracked(events: Iterator[TrainingStep]) -> Iterator[TrainingStep]:
         for event in events:
@@ -102,10 +111,34 @@ def recovery_tracker(label: str) -> Callable[[Iterator[TrainingStep]], Iterator[
                     name=f"{label} · {recovery.stopped}",
                     session=owner,
                     texts={"history.csv": recovery.history.to_csv(index=False)},
+                    metrics=ship_metrics(bench, recovery.report.plan, model=recovery),
                 )
             yield event
 
     return tracked
+
+
+def export_keeper(stem: str) -> Callable[..., bytes]:
+    """What a download button's deferred data calls: the export's bytes, kept as a run with the
+    file as its artifact. Built in the page's thread (it reads the session); the store is opened
+    only when a file is made."""
+    where, model_name, owner, bench = uri(), state.demo(), _owner(), loaders.current()
+
+    def made(plan: PruningPlan, format: str, file_name: str, **options: Any) -> bytes:
+        content = export_bytes(bench, plan, format, **options)
+        trained, latency = options.get("model"), options.get("latency")
+        report = bench.evaluate(plan) if trained is None else trained.report
+        # The file matters more than its run, and this callback can show nothing: a store
+        # that cannot keep it (History says why) still lets the download through.
+        with contextlib.suppress(TrackError):
+            _store(where).keep(
+                report, model=model_name, data=fingerprint(bench), source="export",
+                name=f"{stem} · {format}", session=owner, files={file_name: content},
+                metrics=ship_metrics(bench, plan, model=trained, latency=latency),
+            )  # fmt: skip
+        return content
+
+    return made
 
 
 def kept_trials(
@@ -115,5 +148,7 @@ def kept_trials(
     `tags`: the search's (`track.search_tags`)."""
     for event in events:
         if event.report is not None:
-            keep(event.report, source="search", name=f"search trial {event.done}", tags=tags)
+            # no compaction per trial: a search's cost is its evaluations
+            keep(event.report, source="search", name=f"search trial {event.done}", tags=tags,
+                 measure=False)  # fmt: skip
         yield event

@@ -7,6 +7,7 @@ import streamlit as st
 from ui import state, widgets
 from ui.guard import guard
 from ui.history import tracking
+from ui.ship import section as ship
 from ui.text import plain
 from workbench import PRIMARY_METRIC, Report
 
@@ -30,7 +31,7 @@ def render(report: Report | None) -> None:
         help="Keep this plan and its exact numbers as a run: compare runs on the History page.",
     ):  # fmt: skip
         with guard("Cannot keep this plan"):
-            tracking.keep(report)
+            tracking.keep(report, latency=ship.measured(report.plan))  # if the Ship section did
             st.toast("Kept: the History page lists it.", icon=":material/bookmark_added:")
     runs = tracking.runs()
     with bar[3].expander(f"Kept runs ({len(runs)})", icon=":material/history:"):

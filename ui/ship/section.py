@@ -11,6 +11,7 @@ import streamlit as st
 
 from ui import loaders, state, widgets
 from ui.guard import guard
+from ui.history import tracking
 from workbench import (
     EXPORT_FORMATS,
     GRANULARITIES,
@@ -19,7 +20,6 @@ from workbench import (
     Workbench,
     WorkbenchError,
     compact,
-    export_bytes,
     export_formats,
     int8_available,
     plan_latency,
@@ -182,12 +182,16 @@ def downloads(
     """A download button per export format, each file made on click; `model`: a trained copy
     of the pruned model (a Recovery) instead of the plan's."""
     formats = export_formats()
+    made = tracking.export_keeper(stem)  # each file made is kept as a run, the file with it
     for column, name in zip(st.columns(len(formats)), formats, strict=True):
         suffix, label = EXPORT_FORMATS[name]
+        file_name = f"{state.demo()}-{stem}{suffix}"
         column.download_button(
             label,
-            data=lambda name=name: export_bytes(bench, plan, name, model=model, latency=latency),
-            file_name=f"{state.demo()}-{stem}{suffix}",
+            data=lambda name=name, file_name=file_name: made(
+                plan, name, file_name, model=model, latency=latency
+            ),
+            file_name=file_name,
             key=state.widget_key(f"download-{stem}", name),
             on_click="ignore",
             width="stretch",

@@ -3,12 +3,14 @@ automated multi-objective search (Optuna) whose trials are exact evaluations."""
 
 from workbench.track.compare import (
     COSTS,
+    FRONTIER_COSTS,
     class_change,
     frontier_table,
     labels,
     layer_sparsity,
 )
 from workbench.track.frontier import TrackError, frontier
+from workbench.track.measured import ship_metrics
 from workbench.track.search import (
     BACKENDS,
     SearchResult,
@@ -23,6 +25,7 @@ from workbench.track.store import DATA_DIR_ENV, RunDetail, Store, data_dir, defa
 
 __all__ = [
     "COSTS",
+    "FRONTIER_COSTS",
     "class_change",
     "frontier_table",
     "labels",
@@ -32,6 +35,7 @@ __all__ = [
     "search_iter",
     "search_study",
     "search_tags",
+    "ship_metrics",
     "DATA_DIR_ENV",
     "RunDetail",
     "SearchResult",

@@ -15,6 +15,14 @@ COSTS = {
     "int8_bytes": "int8 + bitmask bytes",
     "flops_effective": "FLOPs / sample",
 }
+#: The frontier's costs: the report's, and what a run records when it is kept by hand, applied,
+#: recovered or exported (`track.ship_metrics`): the compacted model and measured latency.
+FRONTIER_COSTS = {
+    **COSTS,
+    "compacted_bytes": "Compacted bytes",
+    "compacted_flops": "Compacted FLOPs / sample",
+    "latency_ms": "Latency, ms (measured)",
+}
 
 
 def frontier_table(runs: pd.DataFrame, metric: str, cost: str) -> pd.DataFrame:

@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -163,11 +165,15 @@ class Store:
         session: str | None = None,
         tags: dict[str, str] | None = None,
         texts: dict[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        files: Mapping[str, bytes | Path] | None = None,
     ) -> str:
         """Record `report` (and its plan) as a finished run; returns the run id.
 
         `session`: the browser session an upload belongs to; such runs are listed to it only.
-        `texts`: more artifacts, {file name: text}.
+        `texts`: more artifacts, {file name: text}. `metrics`: more metrics (`ship_metrics`:
+        compacted figures, latency). `files`: artifacts such as an exported model, {file name:
+        its bytes or a path to it}.
         """
         from mlflow.entities import Metric, Param, RunTag
 
@@ -189,6 +195,7 @@ class Store:
             **report.metrics,
             **{f"dense_{k}": v for k, v in report.dense_metrics.items()},
             **dict(report.size),
+            **dict(metrics or {}),
         }
         metrics = [Metric(_KEY.sub("_", k), float(v), now, 0) for k, v in values.items()]
         params = {"method": plan.method, "granularity": plan.granularity, "scope": plan.scope}
@@ -210,6 +217,15 @@ class Store:
         self._client.log_text(run_id, json.dumps(detail, default=_jsonable), _REPORT)
         for file, text in (texts or {}).items():
             self._client.log_text(run_id, text, file)
+        if files:
+            with tempfile.TemporaryDirectory() as folder:
+                for file, content in files.items():
+                    path = Path(folder) / Path(file).name
+                    if isinstance(content, bytes):
+                        path.write_bytes(content)
+                    else:
+                        shutil.copyfile(content, path)
+                    self._client.log_artifact(run_id, str(path))
         self._client.set_terminated(run_id)
         self.generation += 1
         return run_id
@@ -248,6 +264,21 @@ class Store:
         if data is not None:
             frame = frame[frame["tags.data"] == data]
         return frame.reset_index(drop=True)
+
+    def artifact(self, run_id: str, name: str) -> bytes:
+        """The bytes of one of a run's artifacts (plan.json, an exported model...)."""
+        import mlflow
+
+        try:
+            run = self._client.get_run(run_id)
+            with tempfile.TemporaryDirectory() as folder:
+                path = mlflow.artifacts.download_artifacts(
+                    f"{run.info.artifact_uri}/{name}", dst_path=folder
+                )
+                return Path(path).read_bytes()
+        except (*_store_errors(), OSError) as error:
+            message = f"run {run_id!r} has no artifact {name!r}: {_message(error)}"
+            raise TrackError(message) from error
 
     def plan(self, run_id: str) -> PruningPlan:
         """The plan a run kept, exactly (from its plan JSON)."""
