@@ -127,6 +127,9 @@ def test_sentence_transformers_folder_runs_its_pooling(tmp_path, modes, normaliz
     with torch.no_grad():
         alone = loaded.model(loaded.tokenizer(TEXTS[3:]))
     torch.testing.assert_close(alone[0], ours[3], rtol=1e-5, atol=1e-6)
+    # Label-free, its vectors get the embedding task's metrics (not an argmax over dimensions).
+    report = wb.Workbench(loaded.model, (ids, None)).evaluate(wb.PruningPlan())
+    assert report.task == "embedding-label-free" and report.metrics["cosine"] == pytest.approx(1)
 
 
 def test_real_minilm_folder_matches_sentence_transformers() -> None:

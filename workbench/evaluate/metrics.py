@@ -9,7 +9,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "embedding"]
+
+#: Neighbours each embedding's top-k retrieval compares (fewer in a smaller validation set).
+NEIGHBOURS = 10
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ METRICS: dict[str, Metric] = {
         Metric("mae", "MAE", False, False, (0.0, math.inf)),
         Metric("r2", "R²", True, False, (-math.inf, 1.0)),
         Metric("agreement_rmse", "RMS diff. to dense", False, False, (0.0, math.inf)),
+        # The embedding task (models whose outputs are vectors): see `embedding_terms`.
+        Metric("cosine", "Cosine to dense (mean)", True, False, (-1.0, 1.0)),
+        Metric("cosine_p5", "Cosine to dense (5th pct.)", True, False, (-1.0, 1.0)),
+        Metric("neighbour_agreement", f"Top-{NEIGHBOURS} neighbours kept", True, True, (0.0, 1.0)),
+        Metric("centroid_accuracy", "Nearest-centroid accuracy", True, True, (0.0, 1.0)),
     )
 }
 
@@ -46,6 +54,8 @@ PRIMARY_METRIC: dict[str, str] = {
     "regression": "r2",
     "classification-label-free": "agreement",
     "regression-label-free": "agreement_rmse",
+    "embedding": "centroid_accuracy",
+    "embedding-label-free": "cosine",
 }
 # Derived views of METRICS, kept for the callers that read them by these names.
 #: Whether a larger value of a metric is better.
@@ -66,6 +76,13 @@ def label_free_task(task: str) -> str:
     return f"{task}-label-free"
 
 
+def declared_task(model: object) -> Task | None:
+    """The task a model says it has (`workbench_task`, e.g. a sentence encoder's "embedding"):
+    outputs alone cannot tell an embedding from logits."""
+    task = getattr(model, "workbench_task", None)
+    return task if task in ("classification", "regression", "embedding") else None
+
+
 def infer_task(targets: torch.Tensor) -> Task:
     """Classification when targets are integer class labels, regression otherwise."""
     if targets.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
@@ -84,10 +101,12 @@ def metric_terms(
 
     Classification terms are the metrics' own (correct, agreeing, cross-entropy); regression's
     are the squared and absolute errors, the targets (for R²'s spread) and the squared
-    difference to the dense model. Without targets, the dense model's predictions stand in
-    for them, as for the taylor criterion. `reference`: those predictions (`dense_predictions`)
-    when the caller keeps them.
+    difference to the dense model; the embedding task's are in `embedding_terms`. Without
+    targets, the dense model's predictions stand in for them, as for the taylor criterion.
+    `reference`: those predictions (`dense_predictions`) when the caller keeps them.
     """
+    if task == "embedding":
+        return embedding_terms(outputs, targets, dense_outputs)
     if task == "classification":
         logits = outputs.double()
         predictions = logits.argmax(dim=1)
@@ -115,6 +134,52 @@ def metric_terms(
         error = values - truth
         terms.update(squared=error.square(), absolute=error.abs(), truth=truth)
     return terms
+
+
+def embedding_terms(
+    outputs: torch.Tensor, labels: torch.Tensor | None, dense_outputs: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per-sample terms of vector outputs (N, D) against the dense model's: the cosine of each
+    embedding to its dense one; the share of its NEIGHBOURS nearest validation samples (cosine,
+    itself left out) that stay its nearest; with labels, whether the nearest class centroid of
+    the dense embeddings (L2-normalised, euclidean as sklearn's NearestCentroid, the sample's
+    own dense embedding left out of its class's centroid) is its class: a fixed downstream
+    classifier built on the dense model, applied to the pruned embeddings."""
+    pruned = F.normalize(outputs.double().flatten(1), dim=1)
+    dense = F.normalize(dense_outputs.double().flatten(1), dim=1)
+    terms = {"cosine": (pruned * dense).sum(dim=1)}
+    n = len(dense)
+    k = min(NEIGHBOURS, n - 1)
+    if k > 0:
+        kept = (_neighbours(pruned, k) & _neighbours(dense, k)).sum(dim=1)
+        terms["neighbours"] = kept.double() / k
+    if labels is not None and n > 1:
+        terms["centroid"] = _centroid_correct(pruned, dense, labels.long())
+    return terms
+
+
+def _neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(n, n) bool: row i marks the k rows of `x` most cosine-similar to row i, i excluded."""
+    similarity = x @ x.T
+    similarity.fill_diagonal_(-math.inf)
+    nearest = similarity.topk(k, dim=1).indices
+    return torch.zeros_like(similarity, dtype=torch.bool).scatter_(1, nearest, True)
+
+
+def _centroid_correct(
+    pruned: torch.Tensor, dense: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    classes = int(labels.max()) + 1
+    sums = torch.zeros(classes, dense.shape[1], dtype=dense.dtype).index_add_(0, labels, dense)
+    counts = torch.bincount(labels, minlength=classes).to(dense.dtype)
+    centroids = (sums / counts.clamp(min=1)[:, None]).expand(len(dense), -1, -1).clone()
+    own = counts[labels] - 1  # the sample's own class without it
+    rows = torch.arange(len(dense))
+    centroids[rows, labels] = (sums[labels] - dense) / own.clamp(min=1)[:, None]
+    distance = (pruned[:, None, :] - centroids).square().sum(dim=2)  # (n, classes)
+    empty = (counts[None, :] - F.one_hot(labels, classes).to(dense.dtype)) == 0
+    distance[empty] = math.inf  # a class with no other sample has no centroid
+    return (distance.argmin(dim=1) == labels).double()
 
 
 def in_top_k(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
@@ -149,6 +214,19 @@ def reduce_terms(
     def mean(term: torch.Tensor) -> torch.Tensor:
         return term.mean() if rows is None else term[rows].mean(dim=1)
 
+    if task == "embedding":
+        cosine = terms["cosine"] if rows is None else terms["cosine"][rows]
+        out = {
+            "cosine": cosine.mean(dim=-1),
+            # numpy's default percentile (linear interpolation), as torch.quantile computes it
+            "cosine_p5": torch.quantile(cosine, 0.05, dim=-1),
+            "loss": (1.0 - cosine).mean(dim=-1),
+        }
+        if "neighbours" in terms:
+            out["neighbour_agreement"] = mean(terms["neighbours"])
+        if "centroid" in terms:
+            out["centroid_accuracy"] = mean(terms["centroid"])
+        return out
     if task == "classification":
         out = {name: mean(term) for name, term in terms.items()}
         if rows is None:

@@ -102,9 +102,12 @@ class DataStatistics:
 
 
 def summed_loss(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
-    """The task's loss summed over the batch (cross-entropy, or squared error)."""
+    """The task's loss summed over the batch (cross-entropy, squared error, or one minus the
+    cosine to the dense embeddings)."""
     if task == "classification":
         return F.cross_entropy(outputs, targets, reduction="sum")
+    if task == "embedding":
+        return (1.0 - F.cosine_similarity(outputs.flatten(1), targets.flatten(1), dim=1)).sum()
     return F.mse_loss(outputs.reshape(targets.shape), targets, reduction="sum")
 
 

@@ -20,6 +20,7 @@ from workbench.evaluate.metrics import (
     Task,
     compute_metrics,
     confusion_matrix,
+    declared_task,
     dense_predictions,
     infer_task,
     label_free_task,
@@ -76,12 +77,15 @@ class Workbench:
         inputs, targets = as_tensors(val_data)
         #: False for data without targets: metrics then compare with the dense model only.
         self.labelled = targets is not None
+        task = task or declared_task(model)  # an embedding model says so; its outputs cannot
         if task is None and targets is not None:
             task = infer_task(targets)
-        if task not in (None, "classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-        if task == "classification" and targets is not None:
-            targets = targets.long()
+        if task not in (None, "classification", "regression", "embedding"):
+            raise ValueError(
+                f"task must be 'classification', 'regression' or 'embedding', got {task!r}"
+            )
+        if task in ("classification", "embedding") and targets is not None:
+            targets = targets.long()  # an embedding's labels: classes of its nearest centroid
         self.targets = targets.to(self.device) if targets is not None else None
         self._inputs = [b.to(self.device) for b in inputs.split(batch_size)]
 
@@ -432,13 +436,17 @@ class Workbench:
     # ---- evaluation --------------------------------------------------------------------------
 
     def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # Without targets, the dense model's predictions stand in for them (taylor's loss).
-        targets = self.targets if self.targets is not None else self._pseudo_targets()
+        # Without targets, the dense model's predictions stand in for them (taylor's loss); an
+        # embedding's loss is to its dense embedding, labelled or not.
+        labels = self.targets if self.task != "embedding" else None
+        targets = labels if labels is not None else self._pseudo_targets()
         return list(zip(self._inputs, targets.split(self.batch_size), strict=True))
 
     def _pseudo_targets(self) -> torch.Tensor:
         if self.task == "classification":
             return self.dense_outputs.argmax(dim=1)
+        if self.task == "embedding":
+            return self.dense_outputs
         return self.dense_outputs.reshape(-1)
 
     def _overrides(self, specs: dict[str, MaskSpec]) -> dict[str, torch.Tensor]:
@@ -618,6 +626,11 @@ class Workbench:
                 raise ValueError(
                     f"labels must be within 0..{out.shape[1] - 1} for a model with "
                     f"{out.shape[1]} outputs; found labels from {low} to {high}"
+                )
+        elif self.task == "embedding":
+            if out.dim() != 2:
+                raise ValueError(
+                    f"an embedding model must return (batch, dim); got {tuple(out.shape)}"
                 )
         elif out.numel() != n:
             raise ValueError(

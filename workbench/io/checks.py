@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from workbench.evaluate.graph import trace
+from workbench.evaluate.metrics import declared_task
 from workbench.evaluate.modelling import as_output_tensor as _as_tensor
 from workbench.evaluate.workbench import DEFAULT_CACHE_BYTES, Workbench
 from workbench.io.data import LoadedData
@@ -128,8 +129,10 @@ def _run(
     info = loaded if isinstance(loaded, LoadedModel) else None
     model = loaded.model if isinstance(loaded, LoadedModel) else loaded
     findings: list[Finding] = []
-    if task not in (None, "classification", "regression"):
-        raise CheckError(f"task must be 'classification' or 'regression', got {task!r}")
+    if task not in (None, "classification", "regression", "embedding"):
+        raise CheckError(
+            f"task must be 'classification', 'regression' or 'embedding', got {task!r}"
+        )
 
     findings.append(_prunable(model))
     findings.extend(_finite_weights(model))
@@ -152,7 +155,7 @@ def _run(
     if output is None:
         return CheckReport(tuple(findings), None), None
     n_outputs = 1 if output.dim() == 1 else output.shape[1]
-    task = task or ("classification" if n_outputs > 1 else "regression")
+    task = task or declared_task(model) or ("classification" if n_outputs > 1 else "regression")
     targets = _fit_targets(data, task, n_outputs, findings)
     if any(f.level == "error" for f in findings):
         return CheckReport(tuple(findings), task, n_outputs), None
@@ -408,6 +411,26 @@ def _fit_targets(
             )
         )
         return None
+    if task == "embedding":
+        if targets.is_floating_point() and not (targets == targets.round()).all():
+            findings.append(
+                Finding(
+                    "error",
+                    "targets",
+                    "the model outputs embeddings; its targets must be class labels (for the "
+                    "nearest-centroid accuracy), not values",
+                )
+            )
+            return None
+        findings.append(
+            Finding(
+                "ok",
+                "targets",
+                f"{len(torch.unique(targets))} classes in {len(targets):,} labels: "
+                "nearest-centroid accuracy of the embeddings",
+            )
+        )
+        return targets.long()
     if task == "classification":
         if targets.is_floating_point():
             if not (targets == targets.round()).all():

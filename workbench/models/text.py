@@ -170,6 +170,8 @@ class HuggingFaceModel(nn.Module):
         self.normalize = normalize
         #: "embedding": the outputs are vectors, compared by the embedding task's metrics.
         self.output = output
+        if output == "embedding":  # outputs alone cannot tell an embedding from logits
+            self.workbench_task = "embedding"
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = (

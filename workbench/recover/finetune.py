@@ -117,6 +117,8 @@ def finetune_iter(
     """
     _check_settings(epochs, lr, batch_size, distill, temperature, eval_every, patience)
     inputs, targets = as_tensors(train_data)
+    if bench.task == "embedding":  # labels are no targets of a vector: distil to the dense one
+        targets = None
     labelled = targets is not None
     if not labelled and distill == 0:
         raise RecoverError(
