@@ -322,8 +322,13 @@ def check_report(c: Case, b: wb.Workbench, plan: wb.PruningPlan) -> wb.Report:
     report = b.evaluate(plan)
     masks = b.masks(plan)
     assert set(masks) == set(plan.sparsity)
-    channels = plan.granularity == "channel"
-    fresh = _memo_fresh_outputs(c, masks, channels)
+    channels = wb.GRANULARITIES[plan.granularity].structured
+    if plan.granularity == "group":
+        # A group's removal reaches tensors no single layer's does (test_groups proves it is
+        # the smaller model); here: the engine equals a fresh copy holding its zeros.
+        fresh = run_model(b.pruned_model(plan).eval(), c)
+    else:
+        fresh = _memo_fresh_outputs(c, masks, channels)
     assert torch.equal(b.outputs(plan), fresh), plan
     if c.classification:
         accuracy = (fresh.argmax(dim=1) == c.y).double().mean().item()
@@ -342,7 +347,9 @@ def check_report(c: Case, b: wb.Workbench, plan: wb.PruningPlan) -> wb.Report:
     for layer in b.layer_names:
         weight = weight_of(c, layer)
         kept = masks[layer] if layer in masks else torch.ones(weight.shape, dtype=torch.bool)
-        if channels:  # input columns reading removed channels count as removed
+        if plan.granularity == "group":  # its consumers: test_groups (the smaller model)
+            kept = b.kept(plan).get(f"{layer}.weight", kept)
+        elif channels:  # input columns reading removed channels count as removed
             dead = dead_columns(c, masks, layer)
             kept = kept & ~dead.view(1, -1, *(1,) * (weight.dim() - 2))
         assert nonzero[layer] == int(kept.sum()), (plan, layer)
@@ -701,6 +708,8 @@ def test_pruned_model_has_exactly_the_masked_weights(name: str) -> None:
     c, b = case(name), bench(name)
     layers = b.layer_names
     for granularity in wb.GRANULARITIES:
+        if granularity == "group":
+            continue  # a group's zeros reach further: test_groups checks its pruned model
         plan = wb.PruningPlan(
             sparsity={layer: (0.3, 0.8, 0.5)[i % 3] for i, layer in enumerate(layers)},
             granularity=granularity,
@@ -708,7 +717,7 @@ def test_pruned_model_has_exactly_the_masked_weights(name: str) -> None:
         )
         masks = b.masks(plan)
         pruned = b.pruned_model(plan)
-        channels = granularity == "channel"
+        channels = wb.GRANULARITIES[granularity].structured
         # The oracle: masked weights; for channels, the removal (biases, BatchNorm entries)
         # and the input columns that read removed channels zeroed too.
         expected = copy.deepcopy(c.model)
@@ -801,7 +810,7 @@ def test_random_criterion_is_deterministic_per_seed() -> None:
         for layer in layers:
             if layer == "features.0" and granularity in ("2:4", "4:8"):
                 continue  # one input channel: a single tail element per group, nothing to choose
-            if layer == "classifier.3" and granularity == "channel":
+            if layer == "classifier.3" and wb.GRANULARITIES[granularity].structured:
                 continue  # the output layer: channel plans leave it dense
             assert not torch.equal(base[layer], different[layer]), (granularity, layer)
     # The seed only matters to the random criterion.
@@ -1000,7 +1009,7 @@ def test_effective_flops_drop_by_the_pruned_share_of_a_layer(name: str) -> None:
             masks = b.masks(plan)
             removed = int((~masks[layer]).sum())
             expected = flops - per_module[layer] * removed / weight.numel()
-            if granularity == "channel":  # the consumers' columns that read removed channels
+            if wb.GRANULARITIES[granularity].structured:  # the consumers' columns that read removed channels
                 for consumer, _ in CONSUMERS[name].get(layer, []):
                     inputs = weight_of(c, consumer).shape[1]
                     dead = int(dead_columns(c, masks, consumer).sum())

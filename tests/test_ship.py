@@ -187,3 +187,10 @@ def test_linear_layers_along_the_last_dim_compact_exactly() -> None:
     shapes = small.shapes.set_index("tensor")["after"]
     assert shapes["a.weight"] == "8×8" and shapes["b.weight"] == "4×8"  # a's rows, b's columns
     assert shapes["ln.weight"] == "8"  # the residual stream keeps its width
+
+
+def test_latency_leaves_grad_mode_as_it_was() -> None:
+    # torch.utils.benchmark's template cut a `with torch.no_grad():` statement, leaving grad
+    # mode off for the whole process afterwards (fine-tuning, Torch-Pruning's tracing).
+    wb.latency(nn.Linear(4, 4), torch.randn(2, 4), min_run_time=0.01)
+    assert torch.is_grad_enabled()

@@ -542,7 +542,7 @@ class _Solver:
         self.curves = _curves(scan, self.metric, bench.dense_metrics[self.metric], self.layers)
         self.dense = bench.dense_metrics[self.metric]
         self.locked = dict(budget.locked)
-        if granularity == "channel":
+        if GRANULARITIES[granularity].structured:
             # An output layer keeps its channels (they are the model's outputs): the engine
             # leaves it dense under a channel plan, so no budget can be spent on it.
             table = bench.layers

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from workbench.evaluate.graph import GraphRunner
+from workbench.evaluate.groups import find_groups
 from workbench.evaluate.lazy import Lazy
 from workbench.evaluate.metrics import (
     Task,
@@ -37,6 +38,7 @@ from workbench.evaluate.report import Report, lazy_copy
 from workbench.evaluate.size import Figures, TensorSize, effective_flops, total_size
 from workbench.evaluate.statistics import DataStatistics
 from workbench.pruning.granularity import GRANULARITIES
+from workbench.pruning.groups import ChannelGroup, ChannelGroups
 from workbench.pruning.layers import PrunableLayer, find_prunable_layers
 from workbench.pruning.masks import MaskBuilder, MaskSpec
 from workbench.pruning.plan import PruningPlan
@@ -129,7 +131,11 @@ class Workbench:
             self._runner, self._dense, self._batches, self.task, as_output_tensor
         )
         self._builder = MaskBuilder(
-            self._layers, self._dense, self.statistics, output_layers=output_layers
+            self._layers,
+            self._dense,
+            self.statistics,
+            output_layers=output_layers,
+            groups=lambda: self._find_groups(output_layers),
         )
         self._lock = threading.RLock()
         self._activations = _ActivationCache(cache_bytes)
@@ -191,6 +197,33 @@ class Workbench:
         """Layers whose outputs are the model's outputs: channel granularity leaves them dense."""
         return self._builder.output_layers
 
+    @property
+    def channel_groups(self) -> ChannelGroups:
+        """The coupled channel groups the `group` granularity removes together (found on first
+        use), and the layers it prunes alone, with why (`workbench.evaluate.groups`)."""
+        with self._lock:
+            return self._builder.groups
+
+    def removed_channels(
+        self, plan: PruningPlan
+    ) -> tuple[dict[str, torch.Tensor], list[tuple[ChannelGroup, torch.Tensor]]]:
+        """What a structured plan removes: {layer: bool per output channel, True = removed} of
+        the layers cut on their own, and each coupled group it cuts with its removed channels.
+        Empty for unstructured and N:M plans."""
+        with self._lock:
+            specs = self._builder.resolve(plan)
+            alone, groups = {}, []
+            for name, spec in specs.items():
+                if spec.granularity == "group":
+                    group = self._builder.groups.of(name)
+                    if group.leader == name:
+                        groups.append((group, self._builder.group_removed(group, spec)))
+                    continue
+                removed = self._removed_channels(name, spec)
+                if removed is not None and removed.any():
+                    alone[name] = removed.cpu()
+            return alone, groups
+
     def channel_removal(self, layer: str) -> ChannelRemoval:
         """What removing the layer's channels zeroes besides its weight rows, and which
         layers' input columns it removes."""
@@ -229,7 +262,8 @@ class Workbench:
             specs = self._builder.resolve(plan)
             key = tuple(sorted(specs.items()))
             notes = list(self._builder.skipped(plan).values())
-            if plan.granularity == "channel" and specs and _graph(self._runner) is None:
+            structured = GRANULARITIES[plan.granularity].structured
+            if structured and specs and _graph(self._runner) is None:
                 notes.append(WHOLE_MODEL_CHANNEL_NOTE)
             cached = self._reports.get(key)
             if cached is not None:
@@ -307,8 +341,7 @@ class Workbench:
                     keep = keep & ~columns.view(1, -1, *(1,) * (keep.dim() - 2))
                 masks[layer.weight_name] = keep
             for name, spec in specs.items():
-                removed = self._removed_channels(name, spec)
-                for tensor_name in self._zeroed_entries(name, spec):
+                for tensor_name, removed in self._removed_entries(name, spec).items():
                     masks[tensor_name] = ~removed.to(self.device)
             return masks
 
@@ -435,6 +468,16 @@ class Workbench:
 
     # ---- evaluation --------------------------------------------------------------------------
 
+    def _find_groups(self, output_layers: frozenset[str]) -> ChannelGroups:
+        """The coupled groups (the mask builder asks once, under the lock); their per-channel
+        tensors become tensors a run may replace."""
+        with self._runner.swap_lock:
+            groups = find_groups(self.model, self._layers, self._inputs[0], output_layers)
+        names = [c.name for g in groups.groups for c in g.zeroed if c.name not in self._per_channel]
+        self._per_channel.update({n: _attr_of(self.model, self._runner, n) for n in names})
+        self._runner.allow_overrides(names)
+        return groups
+
     def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # Without targets, the dense model's predictions stand in for them (taylor's loss); an
         # embedding's loss is to its dense embedding, labelled or not.
@@ -465,16 +508,32 @@ class Workbench:
         mask = self._builder.mask(name, spec)
         return ~mask.reshape(mask.shape[0], -1).any(dim=1)
 
+    def _removed_entries(self, name: str, spec: MaskSpec) -> dict[str, torch.Tensor]:
+        """{per-channel tensor: bool per entry, True where removed} that removing the layer's
+        channels zeroes: its bias and BatchNorm entries; for a group, its leader carries all
+        of the group's."""
+        removed = self._removed_channels(name, spec)
+        if removed is None:
+            return {}
+        if spec.granularity == "group":
+            group = self._builder.groups.of(name)
+            if group.leader != name:
+                return {}
+            channels = self._builder.group_removed(group, spec)
+            return {c.name: c.removed(channels) for c in group.zeroed}
+        return {
+            tensor_name: removed
+            for tensor_name in self._removals[name].zeroed
+            if self._per_channel[tensor_name].shape[:1] == removed.shape
+        }
+
     def _zeroed_entries(self, name: str, spec: MaskSpec) -> dict[str, torch.Tensor]:
         key = (name, spec)
         if key not in self._zeroed:
-            removed = self._removed_channels(name, spec)
             entries = {}
-            if removed is not None:
-                for tensor_name in self._removals[name].zeroed:
-                    dense = self._per_channel[tensor_name]
-                    if dense.shape[:1] == removed.shape:
-                        entries[tensor_name] = torch.where(removed.to(dense.device), 0.0, dense)
+            for tensor_name, removed in self._removed_entries(name, spec).items():
+                dense = self._per_channel[tensor_name]
+                entries[tensor_name] = torch.where(removed.to(dense.device), 0.0, dense)
             self._zeroed[key] = entries
             if len(self._zeroed) > 4 * len(self._layers):
                 self._zeroed.popitem(last=False)
@@ -482,12 +541,21 @@ class Workbench:
         return self._zeroed[key]
 
     def _dead_inputs(self, layer: PrunableLayer, specs: dict[str, MaskSpec]) -> tuple:
-        """(producer, spec) of every producer whose removed channels this layer reads."""
-        return tuple(
+        """(producer, spec, block) of every producer whose removed channels this layer reads;
+        block None: a group's leader (the group's consumer columns say which)."""
+        alone = tuple(
             (producer, specs[producer], block)
             for producer, block in self._producers.get(layer.name, [])
             if producer in specs and GRANULARITIES[specs[producer].granularity].structured
         )
+        if not any(spec.granularity == "group" for spec in specs.values()):
+            return alone
+        grouped = tuple(
+            (group.leader, specs[group.leader], None)
+            for group in self._builder.groups.reading(layer.name)
+            if group.leader in specs and specs[group.leader].granularity == "group"
+        )
+        return alone + grouped
 
     def _effective_weight(
         self, layer: PrunableLayer, specs: dict[str, MaskSpec], dead: tuple | None = None
@@ -509,6 +577,11 @@ class Workbench:
     def _dead_columns(self, layer: PrunableLayer, dead: tuple) -> torch.Tensor:
         columns = torch.zeros(layer.shape[1], dtype=torch.bool)
         for producer, spec, block in dead:
+            if block is None:
+                group = self._builder.groups.of(producer)
+                channels = self._builder.group_removed(group, spec)
+                columns |= group.consumer(layer.name).removed(channels)
+                continue
             removed = self._removed_channels(producer, spec).cpu()
             columns |= removed.repeat_interleave(block)[: layer.shape[1]]
         return columns

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +11,7 @@ import torch
 from workbench.pruning.criteria import CRITERIA, LayerContext, LayerStatistics
 from workbench.pruning.granularity import GRANULARITIES
 from workbench.pruning.granularity.base import cut_is_tied
+from workbench.pruning.groups import ChannelGroup, ChannelGroups
 from workbench.pruning.layers import PrunableLayer
 from workbench.pruning.plan import PlanError, PruningPlan
 
@@ -41,6 +42,7 @@ class MaskBuilder:
         statistics: LayerStatistics,
         max_masks: int = 256,
         output_layers: frozenset[str] = frozenset(),
+        groups: Callable[[], ChannelGroups] = ChannelGroups,
     ) -> None:
         # In execution order: a global ranking concatenates the layers in this order.
         self.layers = {layer.name: layer for layer in layers}
@@ -55,6 +57,9 @@ class MaskBuilder:
         self._global_orders: dict[tuple, tuple[torch.Tensor, torch.Tensor, list[int]]] = {}
         self._masks: OrderedDict[tuple[str, MaskSpec], torch.Tensor] = OrderedDict()
         self._max_masks = max_masks
+        self._find_groups = groups  # found on first use: most plans never need them
+        self._groups: ChannelGroups | None = None
+        self._group_cuts: dict[tuple[str, MaskSpec], torch.Tensor] = {}
 
     # ---- plans -----------------------------------------------------------------------------
 
@@ -73,7 +78,7 @@ class MaskBuilder:
         """Layers the plan asks to prune that it leaves dense, each with the reason."""
         if not GRANULARITIES[plan.granularity].structured:
             return {}
-        return {
+        skipped = {
             name: (
                 f"{name} is the model's output layer: its channels are the model's outputs "
                 f"(classes or targets), so {plan.granularity} pruning leaves it dense; prune it "
@@ -82,6 +87,31 @@ class MaskBuilder:
             for name, sparsity in plan.sparsity.items()
             if sparsity > 0 and not self.channel_prunable(name)
         }
+        if plan.granularity == "group":
+            for name, sparsity in plan.sparsity.items():
+                group = self.groups.of(name)
+                if group is None or group.leader == name or name in skipped:
+                    continue
+                leader = plan.sparsity.get(group.leader, 0.0)
+                if sparsity != leader:
+                    skipped[name] = (
+                        f"{name} shares its channels with {', '.join(group.names[:1])} and "
+                        f"{len(group.names) - 2} more (they are added together), so it is cut "
+                        f"with their group at {group.leader}'s {leader:.0%}, not at its own "
+                        f"{sparsity:.0%}"
+                        if len(group.names) > 2
+                        else f"{name} shares its channels with {group.leader} (they are added "
+                        f"together), so it is cut with it at {leader:.0%}, not at its own "
+                        f"{sparsity:.0%}"
+                    )
+        return skipped
+
+    @property
+    def groups(self) -> ChannelGroups:
+        """The model's coupled channel groups (found on first use)."""
+        if self._groups is None:
+            self._groups = self._find_groups()
+        return self._groups
 
     def resolve(self, plan: PruningPlan) -> dict[str, MaskSpec]:
         """The mask spec of every layer the plan prunes (layers it leaves dense are absent)."""
@@ -89,6 +119,8 @@ class MaskBuilder:
         granularity = GRANULARITIES[plan.granularity]
         skipped = self.skipped(plan)
         cuts: dict[str, tuple[int, tuple[int, ...] | None]]
+        if plan.granularity == "group":
+            return self._group_specs(plan, skipped)
         if plan.scope == "global" and granularity.ranks_globally:
             cuts = self._global_cut(plan, skipped)
         else:
@@ -110,6 +142,45 @@ class MaskBuilder:
             for name, (count, tied) in cuts.items()
             if count > 0
         }
+
+    def _group_specs(self, plan: PruningPlan, skipped: Mapping[str, str]) -> dict[str, MaskSpec]:
+        """A group's members all get its leader's spec; a layer in no group is cut alone,
+        exactly as a channel plan cuts it."""
+        specs = {}
+        channel = GRANULARITIES["channel"]
+        for name, sparsity in plan.sparsity.items():
+            if name in skipped:
+                continue
+            method = plan.method_for(name)
+            seed = plan.seed if method == "random" else 0
+            group = self.groups.of(name)
+            if group is None:
+                layer = self.layers[name]
+                count = channel.count(sparsity, self.n_units(layer, "channel"), layer)
+                if count > 0:
+                    specs[name] = MaskSpec(method, "channel", count, seed)
+            elif group.leader == name:
+                count = round(sparsity * group.channels)
+                if count > 0:
+                    for member in group.names:
+                        specs[member] = MaskSpec(method, "group", count, seed)
+        return specs
+
+    def group_removed(self, group: ChannelGroup, spec: MaskSpec) -> torch.Tensor:
+        """Bool per channel of the group, True for the `spec.removed` lowest-ranked: the mean
+        over its members of their channel scores, cut as a channel plan cuts one layer."""
+        key = (group.leader, spec)
+        if key not in self._group_cuts:
+            scores = torch.zeros(group.channels, dtype=torch.float64)
+            for member in group.members:
+                layer = self.layers[member.name]
+                own = self.unit_scores(layer, spec.method, "channel", spec.seed)
+                scores[member.root] += own[member.index]
+            scores /= len(group.members)
+            channel = GRANULARITIES["channel"]
+            order = channel.removal_order(scores, None)
+            self._group_cuts[key] = channel.removed_units(scores, order, spec.removed)
+        return self._group_cuts[key]
 
     def _global_cut(
         self, plan: PruningPlan, skipped: Mapping[str, str]
@@ -215,6 +286,11 @@ class MaskBuilder:
             self._masks.move_to_end(key)
             return self._masks[key]
         layer = self.layers[name]
+        if spec.granularity == "group":
+            group = self.groups.of(name)
+            rows = group.member(name).removed(self.group_removed(group, spec))
+            keep = ~rows[self._unit_index(layer, "channel")]
+            return self._remember(key, keep.to(self._weights[layer.weight_name].device))
         order = self._order(layer, spec.method, spec.granularity, spec.seed)
         units = self._unit_index(layer, spec.granularity)
         if spec.tied is None:
@@ -228,7 +304,9 @@ class MaskBuilder:
             removed_units[order[: spec.removed - len(spec.tied)]] = True
             removed_units[list(spec.tied)] = True
         keep = ~removed_units[units]
-        keep = keep.to(self._weights[layer.weight_name].device)
+        return self._remember(key, keep.to(self._weights[layer.weight_name].device))
+
+    def _remember(self, key: tuple[str, MaskSpec], keep: torch.Tensor) -> torch.Tensor:
         self._masks[key] = keep
         if len(self._masks) > self._max_masks:
             self._masks.popitem(last=False)

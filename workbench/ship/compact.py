@@ -26,7 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from workbench.errors import WorkbenchError
 from workbench.evaluate import Workbench
-from workbench.pruning.granularity import GRANULARITIES
+from workbench.evaluate.groups import shrink_modules
+from workbench.pruning.groups import ChannelGroup
 from workbench.pruning.plan import PruningPlan
 
 #: Samples the compacted model is checked on against the pruned one before it is returned
@@ -104,21 +105,22 @@ def compact(bench: Workbench, plan: PruningPlan, model: nn.Module | None = None)
     model: a trained copy of `bench.pruned_model(plan)` holding its zeros (a recovered model,
     `Recovery.plain_model()`, or the Recovery itself) to compact instead.
     """
-    model = plain(model) if model is not None else bench.pruned_model(plan)
+    model = copy.deepcopy(plain(model)) if model is not None else bench.pruned_model(plan)
     gm = _traced(bench, model)
     sample = bench.val_inputs[:CHECK_SAMPLES]
-    ShapeProp(gm).propagate(sample[:2])
     before = {name: tuple(p.shape) for name, p in gm.named_parameters()}
-    removed = _removed_channels(bench, plan)
+    alone, groups = bench.removed_channels(plan)
+    _cut_groups(gm, groups)  # coupled channels: every tensor along them shrinks at once
+    ShapeProp(gm).propagate(sample[:2])
     nodes = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
     rows: dict[str, torch.Tensor] = {}  # module: kept output rows (layers and norms)
     cols: dict[str, torch.Tensor] = {}  # module: kept input columns (consumers)
-    for k, (name, gone) in enumerate(removed.items()):
+    for k, (name, gone) in enumerate(alone.items()):
         keep = ~gone
         if not keep.any():  # no layer has zero outputs: one channel of zeros stays, exactly 0
             keep[0] = True
         _remove(gm, bench, nodes[name], keep, rows, cols, k)
-    _shrink_modules(gm, rows, cols)
+    shrink_modules(gm, rows, cols)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()
@@ -179,16 +181,21 @@ def _traced(bench: Workbench, model: nn.Module) -> fx.GraphModule:
     return gm
 
 
-def _removed_channels(bench: Workbench, plan: PruningPlan) -> dict[str, torch.Tensor]:
-    """{layer: bool per output channel, True = removed} for layers that lose channels."""
-    if not GRANULARITIES[plan.granularity].structured:
-        return {}
-    found = {}
-    for name, mask in bench.masks(plan).items():
-        gone = ~mask.reshape(mask.shape[0], -1).any(dim=1).cpu()
-        if gone.any():
-            found[name] = gone
-    return found
+def _cut_groups(gm: fx.GraphModule, groups: list[tuple[ChannelGroup, torch.Tensor]]) -> None:
+    """Take each group's removed channels out of its members' rows, its norms' entries and
+    its consumers' input columns: the whole coupled stream narrows, no scatter needed."""
+    rows: dict[str, torch.Tensor] = {}
+    cols: dict[str, torch.Tensor] = {}
+    for group, removed in groups:
+        if removed.all():  # no layer has zero outputs: one channel of zeros stays, exactly 0
+            removed = removed.clone()
+            removed[0] = False
+        for coupling in (*group.members, *group.zeroed):
+            module = coupling.name if coupling in group.members else coupling.name.rsplit(".", 1)[0]
+            rows[module] = ~coupling.removed(removed)
+        for coupling in group.consumers:
+            cols[coupling.name] = _and(cols.get(coupling.name), ~coupling.removed(removed))
+    shrink_modules(gm, rows, cols)
 
 
 def _remove(
@@ -329,44 +336,6 @@ def _columns(keep: torch.Tensor, block: int) -> torch.Tensor:
 
 def _and(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
     return b if a is None else a & b
-
-
-def _shrink_modules(
-    gm: fx.GraphModule, rows: dict[str, torch.Tensor], cols: dict[str, torch.Tensor]
-) -> None:
-    for name in {*rows, *cols}:
-        old = gm.get_submodule(name)
-        new = copy.deepcopy(old)
-        keep_rows, keep_cols = rows.get(name), cols.get(name)
-        with torch.no_grad():
-            for tensor_name, tensor in [*old.named_parameters(), *old.named_buffers()]:
-                if tensor.dim() == 0:  # num_batches_tracked
-                    continue
-                value = tensor.detach()
-                if keep_rows is not None:
-                    value = value[keep_rows.to(value.device)]
-                if keep_cols is not None and tensor_name == "weight" and value.dim() > 1:
-                    value = value[:, keep_cols.to(value.device)]
-                holder = nn.Parameter(value.clone(), requires_grad=False)
-                if tensor_name in dict(old.named_buffers()):
-                    new.register_buffer(tensor_name, value.clone())
-                else:
-                    setattr(new, tensor_name, holder)
-        _resize(new)
-        parent, _, child = name.rpartition(".")
-        setattr(gm.get_submodule(parent) if parent else gm, child, new)
-
-
-def _resize(module: nn.Module) -> None:
-    """The size attributes a module's repr (and some forwards) read, from its new weight."""
-    weight = module.weight
-    if isinstance(module, nn.Linear):
-        module.out_features, module.in_features = weight.shape
-    elif isinstance(module, nn.modules.conv._ConvNd):
-        module.out_channels = weight.shape[0]
-        module.in_channels = weight.shape[1] * module.groups
-    elif isinstance(module, nn.modules.batchnorm._NormBase):
-        module.num_features = weight.shape[0]
 
 
 def _shape(node: fx.Node) -> tuple[int, ...]:

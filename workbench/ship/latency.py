@@ -60,16 +60,18 @@ def latency(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
+        # The timer runs its statement in this thread, under this grad mode. (A `with` inside
+        # the statement leaves grad mode off after the timer: its template cuts the block.)
         with torch.no_grad():
             for _ in range(warmup):
                 model(sample)
-        timer = benchmark.Timer(
-            stmt="with torch.no_grad(): model(sample)",
-            globals={"model": model, "sample": sample, "torch": torch},
-            num_threads=threads,
-            label=label,
-        )
-        measured = timer.blocked_autorange(min_run_time=min_run_time)
+            timer = benchmark.Timer(
+                stmt="model(sample)",
+                globals={"model": model, "sample": sample},
+                num_threads=threads,
+                label=label,
+            )
+            measured = timer.blocked_autorange(min_run_time=min_run_time)
     finally:
         torch.set_num_threads(previous)
     return Latency(
