@@ -21,5 +21,6 @@ class Group(Channel):
         "additions, depthwise convolutions), ranked over the group: the residual stream itself "
         "gets narrower, so the model really shrinks. A group follows its first layer's slider."
     )
-    # A global ranking of groups against single layers is not defined here.
-    ranks_globally = False
+    # The sliders (the global one included) set each group's leader; a ranking of groups
+    # against each other across the model is not built: with scope="global" every group is cut
+    # at its leader's value, as with scope="layer".
