@@ -179,11 +179,8 @@ def _check_removal(model: nn.Module, group: ChannelGroup, inputs: torch.Tensor) 
         for coupling in group.zeroed:
             tensors[coupling.name][coupling.removed(removed)] = 0.0
         want = masked(inputs)
-    rows = {m.name: ~m.removed(removed) for m in group.members}
-    rows.update({c.name.rsplit(".", 1)[0]: ~c.removed(removed) for c in group.zeroed})
-    cols = {c.name: ~c.removed(removed) for c in group.consumers}
     shrunk = copy.deepcopy(masked)
-    shrink_modules(shrunk, rows, cols)
+    shrink_modules(shrunk, *group.kept(removed))
     try:
         with torch.no_grad():
             got = shrunk(inputs)

@@ -57,6 +57,16 @@ class ChannelGroup:
     def consumer(self, name: str) -> Coupling | None:
         return next((c for c in self.consumers if c.name == name), None)
 
+    def kept(
+        self, channels: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """With `channels` removed: {module: kept output entries} of its members and of the
+        modules holding its per-channel tensors, and {consumer: kept input columns}."""
+        rows = {m.name: ~m.removed(channels) for m in self.members}
+        rows |= {z.name.rsplit(".", 1)[0]: ~z.removed(channels) for z in self.zeroed}
+        cols = {c.name: ~c.removed(channels) for c in self.consumers}
+        return rows, cols
+
 
 @dataclass(frozen=True, eq=False)
 class ChannelGroups:

@@ -94,15 +94,11 @@ class MaskBuilder:
                     continue
                 leader = plan.sparsity.get(group.leader, 0.0)
                 if sparsity != leader:
+                    others = [n for n in group.names if n != name]
                     skipped[name] = (
-                        f"{name} shares its channels with {', '.join(group.names[:1])} and "
-                        f"{len(group.names) - 2} more (they are added together), so it is cut "
-                        f"with their group at {group.leader}'s {leader:.0%}, not at its own "
-                        f"{sparsity:.0%}"
-                        if len(group.names) > 2
-                        else f"{name} shares its channels with {group.leader} (they are added "
-                        f"together), so it is cut with it at {leader:.0%}, not at its own "
-                        f"{sparsity:.0%}"
+                        f"{name} shares its channels with {', '.join(others)} (they are added "
+                        f"together), so it is cut with their group at {group.leader}'s "
+                        f"{leader:.0%}, not at its own {sparsity:.0%}"
                     )
         return skipped
 

@@ -190,11 +190,10 @@ def _cut_groups(gm: fx.GraphModule, groups: list[tuple[ChannelGroup, torch.Tenso
         if removed.all():  # no layer has zero outputs: one channel of zeros stays, exactly 0
             removed = removed.clone()
             removed[0] = False
-        for coupling in (*group.members, *group.zeroed):
-            module = coupling.name if coupling in group.members else coupling.name.rsplit(".", 1)[0]
-            rows[module] = ~coupling.removed(removed)
-        for coupling in group.consumers:
-            cols[coupling.name] = _and(cols.get(coupling.name), ~coupling.removed(removed))
+        kept_rows, kept_cols = group.kept(removed)
+        rows |= kept_rows
+        for name, keep in kept_cols.items():
+            cols[name] = _and(cols.get(name), keep)
     shrink_modules(gm, rows, cols)
 
 
