@@ -217,3 +217,6 @@ def test_a_graph_program_has_no_groups_and_says_why() -> None:
     bench = wb.Workbench(program, demo.val)
     assert not bench.channel_groups.groups
     assert all("compiled program" in why for why in bench.channel_groups.alone.values())
+    # the user is told, in the report, why the group plan cut its layers one by one
+    notes = bench.evaluate(_plan(bench, 0.5)).notes
+    assert any("cut alone" in note and "compiled program" in note for note in notes)

@@ -261,7 +261,7 @@ class Workbench:
         with self._lock:
             specs = self._builder.resolve(plan)
             key = tuple(sorted(specs.items()))
-            notes = list(self._builder.skipped(plan).values())
+            notes = self._builder.notes(plan)
             structured = GRANULARITIES[plan.granularity].structured
             if structured and specs and _graph(self._runner) is None:
                 notes.append(WHOLE_MODEL_CHANNEL_NOTE)
@@ -309,7 +309,7 @@ class Workbench:
             for name in names
         }
         report = self._report(plan, specs, outputs, sizes)
-        report.notes.extend(self._builder.skipped(plan).values())
+        report.notes.extend(self._builder.notes(plan))
         return report
 
     def model_metrics(self, model: nn.Module) -> dict[str, float]:

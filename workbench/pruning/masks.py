@@ -102,6 +102,22 @@ class MaskBuilder:
                     )
         return skipped
 
+    def notes(self, plan: PruningPlan) -> list[str]:
+        """What the plan leaves undone, in words: the skipped layers, and under `group` the
+        layers cut alone because their channels could not be grouped, with why."""
+        notes = list(self.skipped(plan).values())
+        if plan.granularity == "group":
+            alone: dict[str, list[str]] = {}
+            for name, sparsity in plan.sparsity.items():
+                why = self.groups.alone.get(name)
+                if sparsity > 0 and why is not None:
+                    alone.setdefault(why, []).append(name)
+            notes += [
+                f"{', '.join(names)}: cut alone, not with coupled layers, because {why}"
+                for why, names in alone.items()
+            ]
+        return notes
+
     @property
     def groups(self) -> ChannelGroups:
         """The model's coupled channel groups (found on first use)."""
