@@ -155,3 +155,9 @@ def test_clearing_the_scope_keeps_the_plan() -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert next(c for c in at.segmented_control if c.label == "Scope").value == "global"
     assert at.session_state["plans"]["digits-cnn"].scope == "global"
+
+
+def test_the_report_notes_are_on_the_page() -> None:
+    # a channel plan on the output layer leaves it dense: the page says so
+    at = open_page("pages/prune.py", query={"sp": "classifier.3:0.5", "gran": "channel"})
+    assert any("output layer" in c.value for c in at.caption)

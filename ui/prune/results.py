@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import loaders, state
+from ui.text import plain
 from workbench import GRANULARITIES, PruningPlan, Report, plots
 from workbench.inspect import magnitude_cut, weight_histogram
 
@@ -29,6 +30,8 @@ def _results(plan: PruningPlan, report: Report) -> None:
             "prune whole channels or use a 2:4 pattern on hardware that supports it.",
             icon=":material/info:",
         )
+    for note in report.notes:  # what the plan leaves undone: output layers, coupled layers
+        st.caption(plain(note))
     # One chart per change: only the view on screen is built (each costs a few ms).
     view = st.segmented_control(
         "View",
