@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 import workbench as wb
+from workbench.analysis.budget import _Accounting
 from workbench.models.synthetic import scale_workload
 
 
@@ -220,3 +221,47 @@ def test_a_graph_program_has_no_groups_and_says_why() -> None:
     # the user is told, in the report, why the group plan cut its layers one by one
     notes = bench.evaluate(_plan(bench, 0.5)).notes
     assert any("cut alone" in note and "compiled program" in note for note in notes)
+
+
+def test_a_group_scan_has_one_row_set_per_group_measured_as_the_smaller_model(stages) -> None:
+    scan = wb.sensitivity(stages, levels=(0.25, 0.5), granularity="group")
+    # the followers (a2, short, dw) have no rows of their own: their leader's rows are theirs
+    assert list(dict.fromkeys(scan["layer"])) == [
+        "stem", "a1", "down", "expand", "left", "right", "mix", "head"
+    ]
+    assert scan.attrs["groups"] == {"stem": ["a2"], "down": ["short"], "expand": ["dw"]}
+    for _, row in scan[scan["layer"].isin(["stem", "down", "expand"])].iterrows():
+        plan = wb.PruningPlan({row["layer"]: row["level"]}, granularity="group")
+        small = wb.compact(stages, plan)
+        with torch.no_grad():
+            predicted = small.model(stages.val_inputs).argmax(1)
+        want = (predicted == stages.targets).double().mean().item()
+        assert row["accuracy"] == pytest.approx(want, abs=1e-12)
+
+
+def test_a_group_budget_allocates_groups_and_reaches_its_target_in_the_real_model(stages) -> None:
+    scan = wb.sensitivity(stages, levels=(0.25, 0.5, 0.75), granularity="group")
+    proposals = wb.solve_budget(stages, scan, wb.Budget(target=0.4))
+    assert proposals
+    for proposal in proposals:
+        assert not {"a2", "short", "dw"} & set(proposal.plan.sparsity)
+        # what the proposal says it reaches is what the engine's report of the plan says
+        report = stages.evaluate(proposal.plan)
+        assert proposal.footprint["params"] == report.size["nonzero_params"]
+        assert proposal.measured == report.metrics[proposal.metric]
+        # the allocation counted every member's lost rows: it did not overshoot the target
+        if proposal.meets_target:
+            assert proposal.footprint["sparsity"] <= 0.4 + 0.05
+    # the solver's footprint of one group, composed from layer states, is the plan's real one
+    # (the consumers' input columns aside, which a composition of layers alone leaves out)
+    accounting = _Accounting(stages)
+    states = dict(accounting.dense_state) | accounting.layer_state("down", 0.5, "l1", "group")
+    exact = accounting.states_of(wb.PruningPlan({"down": 0.5}, granularity="group"))
+    assert {n: states[n] for n in ("down", "short")} == {n: exact[n] for n in ("down", "short")}
+    assert states["short"] != accounting.dense_state["short"]
+
+
+def test_a_group_budget_refuses_a_bound_on_a_follower_naming_its_leader(stages) -> None:
+    scan = wb.sensitivity(stages, levels=(0.5,), granularity="group")
+    with pytest.raises(wb.BudgetError, match="'a2'.*'stem'"):
+        wb.solve_budget(stages, scan, wb.Budget(target=0.3, locked={"a2": 0.0}))

@@ -476,12 +476,17 @@ class _Accounting:
 
     def layer_state(
         self, name: str, sparsity: float, method: str, granularity: str
-    ) -> tuple[int, int]:
-        """One layer pruned alone (masks of a layer-scope plan are independent)."""
+    ) -> dict[str, tuple[int, int]]:
+        """The states of one layer pruned alone (masks of a layer-scope plan are independent):
+        {layer: state} of the layer and, under `group`, of the other members of its group,
+        which lose the same channels."""
         key = (name, sparsity, method, granularity)
         if key not in self._layer_cache:
             plan = PruningPlan({name: sparsity}, method=method, granularity=granularity)
-            self._layer_cache[key] = self.states_of(plan)[name]
+            states = self.states_of(plan)
+            group = self.bench.channel_groups.of(name) if granularity == "group" else None
+            names = group.names if group is not None else (name,)
+            self._layer_cache[key] = {n: states[n] for n in names}
         return self._layer_cache[key]
 
     def of(
@@ -528,12 +533,20 @@ class _Solver:
                 f"metric {self.metric!r} is not one of this model's: "
                 f"{', '.join(bench.dense_metrics)}"
             )
-        self.layers = list(bench.layer_names)
+        # Under `group` a coupled group is allocated as one, through its leader.
+        self.layers = bench.plan_layers(granularity)
+        followers = bench.channel_groups.followers if granularity == "group" else {}
         for name, values in (
             ("locked", budget.locked),
             ("min_sparsity", budget.min_sparsity),
             ("max_sparsity", budget.max_sparsity),
         ):
+            coupled = [layer for layer in values if layer in followers]
+            if coupled:
+                raise BudgetError(
+                    f"{name}: layer {coupled[0]!r} is cut with its channel group, at the "
+                    f"sparsity of {followers[coupled[0]]!r}: set that layer instead"
+                )
             unknown = [layer for layer in values if layer not in self.layers]
             if unknown:
                 raise BudgetError(
@@ -614,12 +627,14 @@ class _Solver:
         return reached[kind] <= target + _EPS
 
     def _layer_footprint(self, sparsity: Mapping[str, float]) -> dict[str, float]:
+        if GRANULARITIES[self.granularity].structured:
+            # Removed channels also take the input columns of the layers that read them (and
+            # a group's channels every member's rows): only the whole plan counts them.
+            return self.accounting.of_plan(self._plan(sparsity))
         counts = dict(self.accounting.dense_state)
         for name, value in sparsity.items():
             if value > 0:
-                counts[name] = self.accounting.layer_state(
-                    name, value, self.method, self.granularity
-                )
+                counts |= self.accounting.layer_state(name, value, self.method, self.granularity)
         return self.accounting.of(counts)
 
     def _plan(self, sparsity: Mapping[str, float]) -> PruningPlan:
@@ -748,7 +763,7 @@ class _Solver:
                 counts = self.accounting.states_of(plan)
                 for name, value_fixed in fixed.items():
                     if value_fixed > 0:
-                        counts[name] = self.accounting.layer_state(
+                        counts |= self.accounting.layer_state(
                             name, value_fixed, self.method, self.granularity
                         )
                 return counts, plan

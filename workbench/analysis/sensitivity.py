@@ -187,8 +187,11 @@ def scan(
     reports, then with `bootstrap > 0` the bounds `<metric>_low` and `<metric>_high` of each
     metric and `<metric>_drop_low` and `<metric>_drop_high` of its paired drop from dense
     (dense minus pruned on the same resample; > 0 is worse, for losses too).
-    Rows follow the layers' execution order, levels increasing. `frame.attrs` records the
-    settings, the task's primary metric and the dense metrics on the evaluated samples.
+    Rows follow the layers' execution order, levels increasing. Under `group` granularity a
+    coupled group has one set of rows, named by its leader (its other members follow the
+    leader's sparsity): `frame.attrs["groups"]` maps each leader to the other members.
+    `frame.attrs` also records the settings, the task's primary metric and the dense metrics
+    on the evaluated samples.
     """
     frame = None
     for event in scan_iter(bench, *args, **settings):
@@ -260,7 +263,9 @@ def _scan_events(
         yield _copy(cached)
         return
     evaluator = _Evaluator(bench, settings)
-    layers = list(bench.layer_names)
+    # Under `group` a coupled group is one row set, named by its leader: its other members
+    # follow the leader's sparsity, so a scan of them alone would measure nothing.
+    layers = bench.plan_layers(settings.granularity)
     total = len(layers) * len(settings.levels)
     rows: dict[tuple[str, float], dict[str, float]] = {}
     done = 0
@@ -277,7 +282,7 @@ def _scan_events(
             rows[(layer, level)] = values[level]
             done += 1
             yield ScanProgress(done, total, f"{layer} at {level:.0%}", layer=layer, level=level)
-    frame = _frame(layers, settings, rows, evaluator)
+    frame = _frame(layers, settings, rows, evaluator, _groups(bench, settings))
     _cache_put(bench, settings, frame)  # only a completed scan reaches this line
     yield _copy(frame)
 
@@ -402,6 +407,7 @@ def _frame(
     settings: ScanSettings,
     rows: dict[tuple[str, float], dict[str, float]],
     evaluator: _Evaluator,
+    groups: dict[str, list[str]],
 ) -> pd.DataFrame:
     names = evaluator.metric_names
     columns = ["layer", "level", "sparsity", *names]
@@ -425,8 +431,17 @@ def _frame(
         "samples": int(evaluator.dense_outputs.shape[0]),
         "primary_metric": evaluator.primary,
         "dense": dict(evaluator.dense_metrics),
+        "groups": groups,
     }
     return frame
+
+
+def _groups(bench: Workbench, settings: ScanSettings) -> dict[str, list[str]]:
+    """{leader: the group's other members} for a `group` scan (each leader's rows are its
+    group's), else empty."""
+    if settings.granularity != "group":
+        return {}
+    return {g.leader: list(g.names[1:]) for g in bench.channel_groups.groups if g.names[1:]}
 
 
 # ---- bootstrap ---------------------------------------------------------------------------------

@@ -204,6 +204,15 @@ class Workbench:
         with self._lock:
             return self._builder.groups
 
+    def plan_layers(self, granularity: str) -> list[str]:
+        """The layers whose own sparsity a plan of `granularity` sets, in execution order:
+        every layer, except under `group` the members of a coupled group that follow its
+        leader (`channel_groups.followers`)."""
+        if granularity != "group":
+            return list(self.layer_names)
+        followers = self.channel_groups.followers
+        return [name for name in self.layer_names if name not in followers]
+
     def removed_channels(
         self, plan: PruningPlan
     ) -> tuple[dict[str, torch.Tensor], list[tuple[ChannelGroup, torch.Tensor]]]:

@@ -80,6 +80,12 @@ class ChannelGroups:
     def of(self, layer: str) -> ChannelGroup | None:
         return next((g for g in self.groups if layer in g.names), None)
 
+    @property
+    def followers(self) -> dict[str, str]:
+        """{layer: its group's leader} for the members that do not lead: a `group` plan cuts
+        them at their leader's sparsity, whatever it says for them."""
+        return {name: g.leader for g in self.groups for name in g.names[1:]}
+
     def reading(self, layer: str) -> tuple[ChannelGroup, ...]:
         """The groups whose channels `layer` reads (it is one of their consumers)."""
         return tuple(g for g in self.groups if g.consumer(layer) is not None)
