@@ -34,6 +34,6 @@ if frame is not None:
             "to spread: scan with unstructured or channel granularity to use the solver."
         )
     else:
-        chosen = budget.form(ctx, metric)
+        chosen = budget.form(ctx, frame, metric)
         if chosen is not None:
             proposals.render(ctx, frame, settings, chosen)

@@ -55,10 +55,15 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
         if report is None
         else dict(zip(report.layers["name"], report.layers["sparsity"], strict=True))
     )
+    bench = loaders.current()
+    # Under `group` a coupled group's other members follow its leader's slider.
+    groups = bench.channel_groups if plan.granularity == "group" else None
+    followers = groups.followers if groups is not None else {}
     blocked = []
-    for row in loaders.current().layers.itertuples():
+    for row in bench.layers.itertuples():
         channel_ok = bool(getattr(row, "channel_prunable", True))
         off_limits = granularity.structured and not channel_ok
+        leader = followers.get(row.name)
         if off_limits:
             blocked.append(row.name)
         lock_col, control_col = st.columns([0.1, 0.9], vertical_alignment="center")
@@ -87,9 +92,18 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
                 key=state.widget_key("slider", row.name),
                 on_change=_on_layer,
                 args=(row.name,),
-                disabled=off_limits or (global_scope and row.name in state.locks()),
+                disabled=off_limits
+                or leader is not None
+                or (global_scope and row.name in state.locks()),
             )
-        if global_scope and row.name in real and not off_limits:
+        group = groups.of(row.name) if groups is not None else None
+        if leader is not None:
+            control_col.caption(f"Its channels go with {leader}'s: that slider cuts its group")
+        elif group is not None and len(group.names) > 1:
+            control_col.caption(
+                f"Leads a channel group: {', '.join(group.names[1:])} lose the same channels"
+            )
+        if global_scope and row.name in real and not off_limits and leader is None:
             control_col.caption(f"Real cut: {real[row.name]:.1%}")
     if blocked:
         st.caption(

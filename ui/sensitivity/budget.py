@@ -9,7 +9,7 @@ from ui import state, widgets
 from ui.guard import guard
 from ui.sensitivity import Context, key
 from workbench import plots
-from workbench.analysis import Budget
+from workbench.analysis import Budget, scan_layers
 
 KIND_LABELS = {
     "sparsity": "Global sparsity",
@@ -20,8 +20,11 @@ KIND_LABELS = {
 }
 
 
-def form(ctx: Context, metric: str) -> Budget | None:
+def form(ctx: Context, frame: pd.DataFrame, metric: str) -> Budget | None:
+    """The form for a budget over the scan's layers (under `group`: its groups' leaders)."""
     bench = ctx.bench
+    layers = scan_layers(frame)
+    params = dict(zip(bench.layers["name"], bench.layers["params"], strict=True))
     st.subheader("Budget")
     st.caption(
         "Give a target; the solver proposes per-layer sparsities three ways, measures each "
@@ -91,12 +94,12 @@ def form(ctx: Context, metric: str) -> Budget | None:
         )
         table = pd.DataFrame(
             {
-                "layer": bench.layer_names,
-                "params": bench.layers["params"],
-                "current": [plan.sparsity.get(n, 0.0) * 100 for n in bench.layer_names],
-                "lock": [n in state.locks() for n in bench.layer_names],
-                "min": [0] * len(bench.layer_names),
-                "max": [100] * len(bench.layer_names),
+                "layer": layers,
+                "params": [params[n] for n in layers],
+                "current": [plan.sparsity.get(n, 0.0) * 100 for n in layers],
+                "lock": [n in state.locks() for n in layers],
+                "min": [0] * len(layers),
+                "max": [100] * len(layers),
             }
         )
         edited = st.data_editor(

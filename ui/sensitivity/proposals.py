@@ -37,7 +37,6 @@ def _solve(
 
 
 def proposals_view(ctx: Context, proposals: list[Proposal]) -> None:
-    bench = ctx.bench
     st.markdown(
         "**Predicted** adds up what each layer cost when the scan pruned it alone; "
         "**measured** prunes all the layers at once. The gap between them shows how much the "
@@ -56,8 +55,8 @@ def proposals_view(ctx: Context, proposals: list[Proposal]) -> None:
             proposal_card(proposal)
     st.markdown("**Where each proposal prunes**")
     sparsity = pd.DataFrame(
-        {"layer": bench.layer_names}
-        | {p.name: [p.sparsity[n] for n in bench.layer_names] for p in proposals}
+        {"layer": list(proposals[0].sparsity)}
+        | {p.name: list(p.sparsity.values()) for p in proposals}
     )
     st.plotly_chart(
         plots.proposal_bars(sparsity), width="stretch", config={"displayModeBar": False}

@@ -75,7 +75,9 @@ def run_scan(ctx: Context, settings: ScanSettings) -> pd.DataFrame | None:
     """The cached scan, or a "Run scan" button; a running scan has a bar and a Stop button."""
     bench, n_samples = ctx.bench, ctx.n_samples
     frame = cached_scan(bench, **_options(settings))
-    points = len(bench.layer_names) * len(settings.levels)
+    units = len(bench.plan_layers(settings.granularity))  # a coupled group is one
+    noun = "layers and groups" if settings.granularity == "group" else "layers"
+    points = units * len(settings.levels)
     left, info = st.columns([0.7, 3.5], vertical_alignment="center")
     run = left.button(
         "Run scan",
@@ -86,14 +88,14 @@ def run_scan(ctx: Context, settings: ScanSettings) -> pd.DataFrame | None:
     )
     if frame is not None:
         info.caption(
-            f"Scan ready: {points} single-layer evaluations ({len(bench.layer_names)} layers × "
+            f"Scan ready: {points} single-layer evaluations ({units} {noun} × "
             f"{len(settings.levels)} levels)."
         )
         return frame
     samples = settings.subset or n_samples
     big = bench.dense_size["flops_dense"] * samples * points > BIG_SCAN_FLOPS
     info.caption(
-        f"{points} single-layer evaluations ({len(bench.layer_names)} layers × "
+        f"{points} single-layer evaluations ({units} {noun} × "
         f"{len(settings.levels)} levels). Each resumes from the layer's cached input, so it "
         "costs only the part of the network after that layer."
         + (

@@ -8,7 +8,7 @@ import streamlit as st
 from ui import widgets
 from ui.sensitivity import Context, drop_text, key
 from workbench import CRITERIA, GRANULARITIES, plots
-from workbench.analysis import Budget, ScanSettings, drop_table, tolerated_sparsity
+from workbench.analysis import Budget, ScanSettings, drop_table, scan_layers, tolerated_sparsity
 
 
 def render(ctx: Context, frame: pd.DataFrame, settings: ScanSettings) -> str:
@@ -48,7 +48,14 @@ def render(ctx: Context, frame: pd.DataFrame, settings: ScanSettings) -> str:
         width="stretch",
         key=key("download"),
     )
-    layers = list(bench.layer_names)
+    layers = scan_layers(frame)
+    groups = frame.attrs.get("groups") or {}
+    if groups:
+        coupled = "; ".join(f"{lead} with {', '.join(rest)}" for lead, rest in groups.items())
+        st.caption(
+            f"Channel groups: a coupled group is scanned as one, under its first layer's name "
+            f"({coupled})."
+        )
     drops = drop_table(frame, metric)
     tabs = st.tabs(["Curves", "Heatmap", "Ranking", "Table"])
     with tabs[0]:

@@ -24,6 +24,7 @@ from workbench.analysis.sensitivity import (
     primary_metric,
     scan,
     scan_iter,
+    scan_layers,
     subset_indices,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "scan",
     "iter_scan",
     "scan_iter",
+    "scan_layers",
     "solve_budget",
     "subset_indices",
     "tolerated_sparsity",

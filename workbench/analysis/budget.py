@@ -49,7 +49,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from workbench.analysis.sensitivity import primary_metric
+from workbench.analysis.sensitivity import primary_metric, scan_layers
 from workbench.errors import WorkbenchError
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, METRICS, clamp_metric, compute_metrics
 from workbench.evaluate.report import Report
@@ -397,7 +397,7 @@ def _curves(
             raise BudgetError(f"the scan has no column {column!r}")
     if metric not in HIGHER_IS_BETTER:
         raise BudgetError(f"unknown metric {metric!r}")
-    names = list(dict.fromkeys(scan["layer"]))
+    names = scan_layers(scan)
     if layers is not None:
         unknown = [n for n in names if n not in layers]
         missing = [n for n in layers if n not in names]

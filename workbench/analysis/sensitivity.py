@@ -221,6 +221,12 @@ def clear_cache(bench: Workbench | None = None) -> None:
             _SUBSETS.pop(bench, None)
 
 
+def scan_layers(frame: pd.DataFrame) -> list[str]:
+    """The layers a scan has rows for, in its order (under `group`: the groups' leaders and
+    the layers cut alone)."""
+    return list(dict.fromkeys(frame["layer"]))
+
+
 def parse_levels(text: str, percent: bool = False) -> tuple[float, ...]:
     """Levels from text such as "0, 0.5, 0.9" (or "0, 50, 90" with `percent`), checked."""
     values = []
