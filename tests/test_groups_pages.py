@@ -43,7 +43,7 @@ def test_a_groups_members_follow_the_leaders_slider(followers) -> None:
         assert slider.disabled == (name in followers or name == "fc"), name
     captions = " ".join(c.value for c in at.caption)
     assert "Its channels go with stem.0's" in captions
-    assert "Leads a channel group: layer1.0.conv2, layer1.1.conv2" in captions
+    assert "Leads a group of 16 channels: layer1.0.conv2, layer1.1.conv2" in captions
     # under channel granularity every layer has its own slider again
     channel = _open("pages/prune.py", {"gran": "channel", "sp": "stem.0:0.5"})
     assert not any(s.disabled for s in channel.slider if s.label.startswith("layer1.0.conv2"))

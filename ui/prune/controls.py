@@ -101,7 +101,8 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
             control_col.caption(f"Its channels go with {leader}'s: that slider cuts its group")
         elif group is not None and len(group.names) > 1:
             control_col.caption(
-                f"Leads a channel group: {', '.join(group.names[1:])} lose the same channels"
+                f"Leads a group of {group.channels} {group.unit}s: "
+                f"{', '.join(group.names[1:])} lose the same {group.unit}s"
             )
         if global_scope and row.name in real and not off_limits and leader is None:
             control_col.caption(f"Real cut: {real[row.name]:.1%}")

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import torch
 from torch import fx, nn
 
+from workbench.evaluate.heads import attention_heads
 from workbench.evaluate.modelling import private_copy
 from workbench.pruning.groups import ChannelGroup, ChannelGroups, Coupling
 from workbench.pruning.layers import PrunableLayer
@@ -53,16 +54,26 @@ def find_groups(
     if any(not isinstance(modules.get(name), _LAYERS) for name in names):
         why = "some layers run as functional calls, which the dependency graph cannot follow"
         return ChannelGroups(alone=dict.fromkeys(names, why))
+    work = private_copy(model).cpu().eval()
+    inputs = sample[:CHECK_SAMPLES].detach().cpu()
+    by_name = {layer.name: layer for layer in layers}
+    # Attention heads first: the dependency graph sees q and k meet in a matmul, not heads.
+    heads, alone = [], {}
+    for group in attention_heads(work, by_name):
+        why = _check_removal(work, group, inputs)
+        if why is None:
+            heads.append(group)
+        else:
+            alone |= dict.fromkeys(group.names, why)
+    taken = {name for group in heads for name in group.names} | set(alone)
     try:
         import torch_pruning as tp
     except ImportError:
         why = "Torch-Pruning is not installed (pip install torch-pruning)"
-        return ChannelGroups(alone=dict.fromkeys(names, why))
+        return ChannelGroups(tuple(heads), alone | {n: why for n in names if n not in taken})
 
-    work = private_copy(model).cpu().eval()
     for param in work.parameters():
         param.requires_grad_(True)  # the dependency graph follows autograd
-    inputs = sample[:CHECK_SAMPLES].detach().cpu()
     try:
         with warnings.catch_warnings(), torch.enable_grad():  # callers may be under no_grad
             warnings.simplefilter("ignore")
@@ -70,15 +81,16 @@ def find_groups(
             found = list(graph.get_all_groups(root_module_types=_LAYERS))
     except Exception as error:  # tracing arbitrary code fails in many ways
         why = f"Torch-Pruning cannot trace the model ({type(error).__name__})"
-        return ChannelGroups(alone=dict.fromkeys(names, why))
+        return ChannelGroups(tuple(heads), alone | {n: why for n in names if n not in taken})
     for param in work.parameters():
         param.requires_grad_(False)
 
     module_names = {module: name for name, module in work.named_modules()}
-    by_name = {layer.name: layer for layer in layers}
     order = {name: i for i, name in enumerate(names)}
-    groups, alone = [], {}
+    groups = list(heads)
     for tp_group in found:
+        if taken & set(_member_names(tp_group, graph, module_names, by_name)):
+            continue  # the heads' projections: grouped by head above
         group, why = _group(tp_group, graph, tp, module_names, by_name, order, output_layers)
         if group is None and why is None:
             continue  # a layer on its own: nothing couples it

@@ -42,6 +42,9 @@ class ChannelGroup:
     members: tuple[Coupling, ...]  # prunable layers losing output rows
     zeroed: tuple[Coupling, ...]  # per-channel tensors: biases, BatchNorm weight/bias/mean
     consumers: tuple[Coupling, ...]  # prunable layers losing input columns (weight dim 1)
+    #: What one of its channels is: "channel", or "head" for an attention block's heads
+    #: (each a slice of rows of the query, key and value projections).
+    unit: str = "channel"
 
     @property
     def leader(self) -> str:

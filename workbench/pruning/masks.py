@@ -187,7 +187,8 @@ class MaskBuilder:
             for member in group.members:
                 layer = self.layers[member.name]
                 own = self.unit_scores(layer, spec.method, "channel", spec.seed)
-                scores[member.root] += own[member.index]
+                # a channel may own several rows (a head's): their scores add up
+                scores.index_add_(0, member.root, own[member.index].double())
             scores /= len(group.members)
             channel = GRANULARITIES["channel"]
             order = channel.removal_order(scores, None)

@@ -8,6 +8,11 @@ the channel's path leaves those zero-keeping operations (a residual addition, a 
 a grouped convolution, the model's output) a `ChannelScatter` puts the kept channels back at
 their places among zeros, which is exactly what the engine computes there. So the compacted
 model's outputs equal `bench.outputs(plan)` and its parameters are the plan's kept ones.
+
+A plan that cuts only coupled groups (`group` granularity: residual streams, attention heads,
+a feed-forward block's neurons) needs no graph: the group names every tensor along its
+channels, so its modules are replaced by smaller copies in the model itself. That is how a
+model torch.fx cannot trace (a Hugging Face transformer) is compacted.
 """
 
 from __future__ import annotations
@@ -106,10 +111,18 @@ def compact(bench: Workbench, plan: PruningPlan, model: nn.Module | None = None)
     `Recovery.plain_model()`, or the Recovery itself) to compact instead.
     """
     model = copy.deepcopy(plain(model)) if model is not None else bench.pruned_model(plan)
-    gm = _traced(bench, model)
+    _refuse_programs(bench)
     sample = bench.val_inputs[:CHECK_SAMPLES]
-    before = {name: tuple(p.shape) for name, p in gm.named_parameters()}
     alone, groups = bench.removed_channels(plan)
+    if not alone:  # only coupled groups (heads, streams): their modules shrink, no graph needed
+        before = {name: tuple(p.shape) for name, p in model.named_parameters()}
+        small = copy.deepcopy(model)
+        _cut_groups(small, groups)
+        small.to(sample.device)
+        _check(model, small, sample)
+        return Compacted(small, _shapes(before, small), plan)
+    gm = _traced(bench, model)
+    before = {name: tuple(p.shape) for name, p in gm.named_parameters()}
     _cut_groups(gm, groups)  # coupled channels: every tensor along them shrinks at once
     ShapeProp(gm).propagate(sample[:2])
     nodes = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
@@ -126,7 +139,11 @@ def compact(bench: Workbench, plan: PruningPlan, model: nn.Module | None = None)
     gm.recompile()
     gm.to(sample.device)  # the index buffers added here, where the model runs
     _check(model, gm, sample)
-    shapes = pd.DataFrame(
+    return Compacted(gm, _shapes(before, gm), plan)
+
+
+def _shapes(before: dict[str, tuple[int, ...]], small: nn.Module) -> pd.DataFrame:
+    return pd.DataFrame(
         [
             {
                 "tensor": name,
@@ -135,10 +152,9 @@ def compact(bench: Workbench, plan: PruningPlan, model: nn.Module | None = None)
                 "params_before": prod(before[name]),
                 "params_after": p.numel(),
             }
-            for name, p in gm.named_parameters()
+            for name, p in small.named_parameters()
         ]
     )
-    return Compacted(gm, shapes, plan)
 
 
 def plain(model: Any) -> nn.Module:
@@ -146,8 +162,11 @@ def plain(model: Any) -> nn.Module:
     return model.plain_model() if hasattr(model, "plain_model") else model
 
 
-def _traced(bench: Workbench, model: nn.Module) -> fx.GraphModule:
-    because = "not available for this model, because"
+_BECAUSE = "not available for this model, because"
+
+
+def _refuse_programs(bench: Workbench) -> None:
+    because = _BECAUSE
     if isinstance(bench.model, torch.jit.ScriptModule):
         raise WorkbenchError(
             f"compaction is {because} it is a TorchScript program: its layers are compiled "
@@ -159,6 +178,10 @@ def _traced(bench: Workbench, model: nn.Module) -> fx.GraphModule:
             "are operations on constants, not nn.Module layers; load the weights on their "
             "architecture (.safetensors with --arch) to compact it"
         )
+
+
+def _traced(bench: Workbench, model: nn.Module) -> fx.GraphModule:
+    because = _BECAUSE
     try:
         gm = fx.symbolic_trace(model)
     except Exception as error:  # tracing fails in many ways on arbitrary code
@@ -181,7 +204,7 @@ def _traced(bench: Workbench, model: nn.Module) -> fx.GraphModule:
     return gm
 
 
-def _cut_groups(gm: fx.GraphModule, groups: list[tuple[ChannelGroup, torch.Tensor]]) -> None:
+def _cut_groups(gm: nn.Module, groups: list[tuple[ChannelGroup, torch.Tensor]]) -> None:
     """Take each group's removed channels out of its members' rows, its norms' entries and
     its consumers' input columns: the whole coupled stream narrows, no scatter needed."""
     rows: dict[str, torch.Tensor] = {}

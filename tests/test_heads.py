@@ -1,0 +1,169 @@
+"""Attention heads and feed-forward neurons as coupled groups (granularity "group") on
+Hugging Face transformers: tiny random BERT and DistilBERT folders, and the real minilm-topics.
+
+Oracles: each head's score computed by hand (the mean over q, k, v of the ℓ1 norm of its
+rows), `torch.nn.utils.prune.custom_from_mask` zeroing the removed heads' rows on a deep copy,
+and the physically smaller model (`wb.compact`: the heads cut out of q, k, v and out of the
+output projection's columns) against the engine's evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn.utils import prune
+
+import workbench as wb
+import workbench.io as wio
+
+transformers = pytest.importorskip("transformers")
+
+WORDS = [
+    "the",
+    "a",
+    "socket",
+    "file",
+    "open",
+    "read",
+    "write",
+    "number",
+    "square",
+    "root",
+    "of",
+    "thread",
+    "lock",
+    "time",
+    "date",
+]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+HEADS, HEAD_SIZE = 4, 4
+
+
+def _texts(n: int) -> list[str]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        " ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (int(k),), generator=g))
+        for k in torch.randint(2, 9, (n,), generator=g)
+    ]
+
+
+def _folder(tmp: Path, family: str) -> Path:
+    folder = tmp / family
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB))
+    labels = {i: f"t{i}" for i in range(3)}
+    common = dict(id2label=labels, label2id={v: k for k, v in labels.items()})
+    torch.manual_seed(0)
+    if family == "bert":
+        config = transformers.BertConfig(
+            vocab_size=len(VOCAB), hidden_size=HEADS * HEAD_SIZE, num_hidden_layers=2,
+            num_attention_heads=HEADS, intermediate_size=24, max_position_embeddings=16, **common,
+        )  # fmt: skip
+        model = transformers.BertForSequenceClassification(config)
+    else:
+        config = transformers.DistilBertConfig(
+            vocab_size=len(VOCAB), dim=HEADS * HEAD_SIZE, n_layers=2, n_heads=HEADS,
+            hidden_dim=24, max_position_embeddings=16, **common,
+        )  # fmt: skip
+        model = transformers.DistilBertForSequenceClassification(config)
+    model.eval().save_pretrained(folder)
+    transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module", params=["bert", "distilbert"])
+def bench(request, tmp_path_factory) -> wb.Workbench:
+    loaded = wio.load_model(_folder(tmp_path_factory.mktemp("hf"), request.param))
+    ids = loaded.tokenizer(_texts(24))
+    data = wio.LoadedData.of(ids, torch.randint(0, 3, (24,)), "t", "text", "text")
+    return wio.run_build(loaded, data).bench
+
+
+def _heads(bench: wb.Workbench) -> list:
+    return [g for g in bench.channel_groups.groups if g.unit == "head"]
+
+
+def test_each_attention_block_is_a_group_of_heads(bench) -> None:
+    heads = _heads(bench)
+    assert len(heads) == 2  # one per layer
+    for group in heads:
+        assert group.channels == HEADS and len(group.members) == 3
+        q, k, v = group.names
+        assert q.endswith(("query", "q_lin")) and v.endswith(("value", "v_lin"))
+        (out,) = group.consumers
+        assert out.name.endswith(("attention.output.dense", "out_lin"))
+        assert out.root.tolist() == [c // HEAD_SIZE for c in range(HEADS * HEAD_SIZE)]
+    # the feed-forward block's neurons: the intermediate layer with the output's columns
+    ffn = [g for g in bench.channel_groups.groups if g.unit == "channel" and g.consumers]
+    assert ffn and all(len(g.consumers) == 1 for g in ffn)
+
+
+def test_heads_are_ranked_by_hand_and_removed_as_prune_would(bench) -> None:
+    group = _heads(bench)[1]
+    q = group.leader
+    plan = wb.PruningPlan({q: 0.5}, granularity="group")
+    model = bench.model
+    norms = torch.stack(
+        [model.get_submodule(name).weight.detach().abs().sum(1).double() for name in group.names]
+    ).mean(0)
+    per_head = norms.view(HEADS, HEAD_SIZE).sum(1)
+    removed = set(torch.argsort(per_head)[:2].tolist())
+    kept = bench.kept(plan)
+    for name in group.names:
+        gone = ~kept[f"{name}.weight"].any(1)
+        assert {int(r) // HEAD_SIZE for r in gone.nonzero().flatten()} == removed
+        assert int(gone.sum()) == 2 * HEAD_SIZE
+    # oracle: torch.nn.utils.prune zeroing those heads' rows (and biases) on a deep copy
+    oracle = copy.deepcopy(model)
+    rows = torch.tensor([r // HEAD_SIZE in removed for r in range(HEADS * HEAD_SIZE)])
+    for name in group.names:
+        module = oracle.get_submodule(name)
+        prune.custom_from_mask(module, "weight", (~rows)[:, None].expand_as(module.weight))
+        prune.custom_from_mask(module, "bias", ~rows)
+    with torch.no_grad():
+        want = oracle(bench.val_inputs)
+    got = bench.outputs(plan)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("level", [0.25, 0.5, 1.0])
+def test_cutting_heads_and_neurons_is_the_smaller_model(bench, level: float) -> None:
+    leaders = [g.leader for g in bench.channel_groups.groups]
+    plan = wb.PruningPlan(dict.fromkeys(leaders, level), granularity="group")
+    small = wb.compact(bench, plan)
+    with torch.no_grad():
+        got = small.model(bench.val_inputs)
+    want = bench.outputs(plan)
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+    q = _heads(bench)[0].leader
+    heads_left = small.model.get_submodule(q).out_features // HEAD_SIZE
+    assert heads_left == max(1, HEADS - round(level * HEADS))  # a block keeps one head of zeros
+    if level < 1.0:
+        zeros = sum(int((~m).sum()) for m in bench.kept(plan).values())
+        dense = sum(p.numel() for p in bench.model.parameters())
+        assert small.params == dense - zeros
+        # the report counts true non-zeros (a random BERT's biases start at zero)
+        nonzero = sum(int((p != 0).sum()) for p in small.model.parameters())
+        assert nonzero == bench.evaluate(plan).size["nonzero_params"]
+
+
+def test_the_real_demo_cuts_heads_and_compacts() -> None:
+    demo = wb.load_demo("minilm-topics")
+    bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    heads = _heads(bench)
+    assert len(heads) == 6 and all(g.channels == 12 for g in heads)
+    last = heads[-1].leader
+    assert last == "encoder.model.encoder.layer.5.attention.self.query"
+    ffn = "encoder.model.encoder.layer.5.intermediate.dense"
+    plan = wb.PruningPlan({last: 0.5, ffn: 0.5}, granularity="group")
+    small = wb.compact(bench, plan)
+    with torch.no_grad():
+        got = small.model(bench.val_inputs[:64])
+    want = bench.outputs(plan)[:64]
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+    assert small.model.get_submodule(last).out_features == 6 * 32
+    nonzero = sum(int((p != 0).sum()) for p in small.model.parameters())
+    assert nonzero == bench.evaluate(plan).size["nonzero_params"]

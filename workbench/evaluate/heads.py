@@ -1,0 +1,82 @@
+"""Attention heads as coupled groups: a head's query, key and value rows and the output
+projection's columns that read it go together.
+
+A multi-head attention block splits its query, key and value projections into heads of
+`head_size` rows each; head h of the output is `softmax(q_h k_hᵀ) v_h`, and the output
+projection reads it through its columns h·size … (h+1)·size. Zeroing a head's q, k and v rows
+(and biases) makes its output exactly zero (uniform attention over zero values), so the masked
+model is the model with the head removed; `workbench.evaluate.groups` still checks that on the
+data before a group is taken. The "channels" of such a group are heads.
+
+Found by the layout the common attention modules share (Hugging Face's BERT/RoBERTa/MiniLM
+`query`/`key`/`value` with the output projection at `<block>.output.dense`, DistilBERT's
+`q_lin`/`k_lin`/`v_lin`/`out_lin`, the `q_proj`/`k_proj`/`v_proj`/`o_proj`/`out_proj` family):
+a module with an integer head size whose three projections are prunable layers of the same
+width, a multiple of it. Packed projections (GPT-2's `c_attn`, nn.MultiheadAttention's
+`in_proj_weight`) and grouped-query attention (fewer key/value heads) are not matched: their
+layers are pruned alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from workbench.pruning.groups import ChannelGroup, Coupling
+from workbench.pruning.layers import PrunableLayer
+
+#: Names of the query, key and value projections, by family.
+_QKV = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q_proj", "k_proj", "v_proj"))
+#: Names of the output projection inside the attention module.
+_OUT = ("out_lin", "out_proj", "o_proj")
+#: Attributes holding the size of one head.
+_HEAD_SIZE = ("attention_head_size", "head_dim", "head_size")
+
+
+def attention_heads(model: nn.Module, layers: Mapping[str, PrunableLayer]) -> list[ChannelGroup]:
+    """One group per attention block of `model` whose heads can be cut (see the module's
+    docstring): members q, k, v (rows by head), their biases, the output projection's columns."""
+    found = []
+    for name, module in model.named_modules():
+        size = next((getattr(module, a) for a in _HEAD_SIZE if hasattr(module, a)), None)
+        if not isinstance(size, int) or size <= 0:
+            continue
+        prefix = f"{name}." if name else ""
+        qkv = next(
+            (
+                tuple(prefix + child for child in names)
+                for names in _QKV
+                if all(prefix + child in layers for child in names)
+            ),
+            None,
+        )
+        out = _output_projection(name, layers)
+        if qkv is None or out is None:
+            continue
+        widths = {layers[n].shape[0] for n in qkv}
+        width = widths.pop()
+        if widths or width % size or layers[out].shape[1] != width or width == size:
+            continue  # grouped-query attention, a packed layout, or a single head
+        index = torch.arange(width)
+        root = index // size
+        members = tuple(Coupling(n, index, root, width) for n in qkv)
+        zeroed = tuple(
+            Coupling(f"{n}.bias", index, root, width)
+            for n in qkv
+            if getattr(model.get_submodule(n), "bias", None) is not None
+        )
+        consumers = (Coupling(out, index, root, width),)
+        found.append(ChannelGroup(width // size, members, zeroed, consumers, unit="head"))
+    return found
+
+
+def _output_projection(name: str, layers: Mapping[str, PrunableLayer]) -> str | None:
+    prefix = f"{name}." if name else ""
+    inside = next((prefix + child for child in _OUT if prefix + child in layers), None)
+    if inside is not None:
+        return inside
+    parent = name.rpartition(".")[0]  # BERT: <block>.self holds q, k, v; <block>.output.dense
+    beside = f"{parent}.output.dense" if parent else "output.dense"
+    return beside if name and beside in layers else None
