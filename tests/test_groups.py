@@ -265,3 +265,11 @@ def test_a_group_budget_refuses_a_bound_on_a_follower_naming_its_leader(stages) 
     scan = wb.sensitivity(stages, levels=(0.5,), granularity="group")
     with pytest.raises(wb.BudgetError, match="'a2'.*'stem'"):
         wb.solve_budget(stages, scan, wb.Budget(target=0.3, locked={"a2": 0.0}))
+
+
+def test_the_model_card_lists_the_groups_cut(stages, tmp_path) -> None:
+    plan = wb.PruningPlan({"down": 0.5, "a1": 0.25}, granularity="group")
+    card = wb.export(stages, plan, tmp_path / "card.md", format="card").read_text()
+    assert "## Coupled groups cut together" in card
+    assert "- down with short: 6 of 12 channels removed, with their input columns in expand" in card
+    assert "- a1: 2 of 8 channels removed, with their input columns in a2" in card

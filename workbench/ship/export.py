@@ -240,6 +240,20 @@ def _card(
         "",
         _markdown(size),
     ]
+    cut = bench.removed_channels(plan)[1]
+    if cut:
+        lines += ["", "## Coupled groups cut together", ""]
+        lines += [
+            f"- {group.leader}"
+            + (f" with {', '.join(group.names[1:])}" if len(group.names) > 1 else "")
+            + f": {int(removed.sum())} of {group.channels} {group.unit}s removed"
+            + (
+                f", with their input columns in {', '.join(c.name for c in group.consumers)}"
+                if group.consumers
+                else ""
+            )
+            for group, removed in cut
+        ]
     try:
         small = compact(bench, plan, model)
         lines += [
