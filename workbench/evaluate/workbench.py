@@ -272,7 +272,9 @@ class Workbench:
             key = tuple(sorted(specs.items()))
             notes = self._builder.notes(plan)
             structured = GRANULARITIES[plan.granularity].structured
-            if structured and specs and _graph(self._runner) is None:
+            # A coupled group names its consumers' columns itself; layers cut alone need the graph.
+            alone = [spec for spec in specs.values() if spec.granularity != "group"]
+            if structured and alone and _graph(self._runner) is None:
                 notes.append(WHOLE_MODEL_CHANNEL_NOTE)
             cached = self._reports.get(key)
             if cached is not None:
