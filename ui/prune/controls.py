@@ -98,11 +98,15 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
             )
         group = groups.of(row.name) if groups is not None else None
         if leader is not None:
-            control_col.caption(f"Its channels go with {leader}'s: that slider cuts its group")
+            control_col.caption(
+                f"Its {groups.of(row.name).unit}s go with {_short(leader, row.name)}'s: "
+                "that slider cuts its group"
+            )
         elif group is not None and len(group.names) > 1:
             control_col.caption(
                 f"Leads a group of {group.channels} {group.unit}s: "
-                f"{', '.join(group.names[1:])} lose the same {group.unit}s"
+                f"{', '.join(_short(n, row.name) for n in group.names[1:])} lose the same "
+                f"{group.unit}s"
             )
         if global_scope and row.name in real and not off_limits and leader is None:
             control_col.caption(f"Real cut: {real[row.name]:.1%}")
@@ -115,3 +119,13 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
             )
         )
     st.caption("Tick a box to lock a layer: the global control leaves it alone.")
+
+
+def _short(name: str, beside: str) -> str:
+    """`name` without the dotted prefix it shares with `beside` (a block's key beside its
+    query: "key")."""
+    parts, other = name.split("."), beside.split(".")
+    shared = 0
+    while shared < min(len(parts), len(other)) - 1 and parts[shared] == other[shared]:
+        shared += 1
+    return ".".join(parts[shared:])
