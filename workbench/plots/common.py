@@ -99,7 +99,8 @@ def histogram_grid(
 ) -> go.Figure:
     """Small multiples: one histogram per layer, same colours as the detail view."""
     rows = -(-len(panels) // columns)
-    gap_x, gap_y = 0.06, 0.12 if rows > 1 else 0.2
+    total = 230 * rows + 40  # pixels: every panel keeps its height however many layers
+    gap_x, gap_y = 0.06, 50 / total  # a title's room between rows
     width = (1 - gap_x * (columns - 1)) / columns
     height = (1 - gap_y * (rows - 1)) / rows
     data, shapes, annotations = [], [], []
@@ -121,7 +122,7 @@ def histogram_grid(
             {"text": name, "x": x0 + width / 2, "y": y1, "xref": "paper", "yref": "paper",
              "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 12}}
         )  # fmt: skip
-    base = _layout(230 * rows + 40, barmode="overlay", bargap=0, shapes=shapes,
+    base = _layout(total, barmode="overlay", bargap=0, shapes=shapes,
                    annotations=annotations)  # fmt: skip
     del base["xaxis"], base["yaxis"]
     return go.Figure({"data": data, "layout": {**base, **layout}})
