@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
+from workbench.errors import WorkbenchError
 from workbench.evaluate.graph import GraphRunner
 from workbench.evaluate.groups import find_groups
 from workbench.evaluate.lazy import Lazy
@@ -53,6 +54,10 @@ LEVEL_CHUNK_BYTES = 4 << 20
 MIN_SLICE = 64
 
 
+class EvaluationCancelled(WorkbenchError):
+    """An evaluation stopped between batches because its caller no longer wants it."""
+
+
 class Workbench:
     """Evaluates pruning plans on a private copy of a model; the caller's model is never modified.
 
@@ -71,7 +76,10 @@ class Workbench:
         batch_size: int = 512,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         class_names: Sequence[str] | None = None,
+        statistics: DataStatistics | None = None,
     ) -> None:
+        """`statistics`: another workbench's, on the same model, for the criteria that read
+        data: a workbench on a subset of its data then ranks weights exactly as it does."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -127,7 +135,7 @@ class Workbench:
         }
         self._runner.allow_overrides(self._per_channel)
 
-        self.statistics = DataStatistics(
+        self.statistics = statistics or DataStatistics(
             self._runner, self._dense, self._batches, self.task, as_output_tensor
         )
         self._builder = MaskBuilder(
@@ -265,8 +273,11 @@ class Workbench:
         with self._lock:
             return self._builder.unit_scores(self._builder.layers[layer], method, granularity, seed)
 
-    def evaluate(self, plan: PruningPlan) -> Report:
-        """Metrics and size of the pruned model, equal to a fresh evaluation of a pruned copy."""
+    def evaluate(self, plan: PruningPlan, cancel: Callable[[], bool] | None = None) -> Report:
+        """Metrics and size of the pruned model, equal to a fresh evaluation of a pruned copy.
+
+        `cancel()` is asked between batches; when it says True the evaluation stops with
+        EvaluationCancelled and leaves nothing in the caches (a newer plan superseded it)."""
         with self._lock:
             specs = self._builder.resolve(plan)
             key = tuple(sorted(specs.items()))
@@ -283,13 +294,31 @@ class Workbench:
             weights, sizes = self._overrides(specs), self._tensor_sizes(specs)
         # Outside the lock: other sessions' evaluations run meanwhile. Two sessions asking for
         # the same new plan at once both compute it (the same numbers); the cache keeps one.
-        outputs = self._forward(specs, weights)
+        outputs = self._forward(specs, weights, cancel)
         report = self._report(plan, specs, outputs, sizes)
         with self._lock:
             self._reports[key] = report
             if len(self._reports) > REPORT_CACHE_SIZE:
                 self._reports.popitem(last=False)
         return _fresh_copy(report, plan, notes)
+
+    def size(self, plan: PruningPlan) -> Figures:
+        """`evaluate(plan).size` without running the model (sizes do not depend on the data)."""
+        with self._lock:
+            return self._size(self._tensor_sizes(self._builder.resolve(plan)))
+
+    def resumes_at(self, plan: PruningPlan) -> str | None:
+        """The first layer an evaluation of `plan` would run now: the one after the deepest
+        cached live set it can resume from (the first layer when it runs whole); None when
+        its report is cached. Looks only: nothing is computed or reordered."""
+        with self._lock:
+            specs = self._builder.resolve(plan)
+            if tuple(sorted(specs.items())) in self._reports:
+                return None
+            start, _ = self._resume(self._cache_key(specs), peek=True)
+        cuts = self._runner.cuts
+        later = [layer.name for layer in self._layers if cuts[layer.name] >= start]
+        return later[0] if later else self._layers[-1].name
 
     def tensor_sizes(self, plan: PruningPlan) -> dict[str, TensorSize]:
         """{parameter name: its storage figures under the plan} for every parameter of the
@@ -609,16 +638,13 @@ class Workbench:
         self._masked.move_to_end(key)
         return self._masked[key]
 
-    def _forward(
-        self, specs: dict[str, MaskSpec], weights: dict[str, torch.Tensor]
-    ) -> torch.Tensor:
-        """Outputs for all validation inputs, resuming from the deepest cached cut. Only the
-        cache lookups hold the lock; the forward pass runs outside it."""
+    def _cache_key(self, specs: dict[str, MaskSpec]) -> Callable[[int], tuple]:
+        """The activation cache's key of a plan's live set at a cut: valid wherever every
+        layer used before the cut has the same mask."""
         cuts = self._runner.cuts
         signature = [specs.get(layer.name) for layer in self._layers]
 
         def key(cut: int) -> tuple:
-            # Valid wherever every layer used before the cut has the same mask.
             prefix = tuple(
                 s
                 for layer, s in zip(self._layers, signature, strict=True)
@@ -626,15 +652,33 @@ class Workbench:
             )
             return (cut, prefix)
 
+        return key
+
+    def _resume(
+        self, key: Callable[[int], tuple], peek: bool = False
+    ) -> tuple[int, list | None]:
+        """The deepest cut whose live set is cached (or only the input), and that live set;
+        `peek` leaves the cache's order alone. Call under the lock."""
+        for cut in reversed(self._cacheable):
+            if cut <= self._input_cut:
+                break
+            envs = self._activations.peek(key(cut)) if peek else self._activations.get(key(cut))
+            if envs is not None:
+                return cut, envs
+        return self._input_cut, None
+
+    def _forward(
+        self,
+        specs: dict[str, MaskSpec],
+        weights: dict[str, torch.Tensor],
+        cancel: Callable[[], bool] | None = None,
+    ) -> torch.Tensor:
+        """Outputs for all validation inputs, resuming from the deepest cached cut. Only the
+        cache lookups hold the lock; the forward pass runs outside it. `cancel()` is asked
+        before each batch: True stops with EvaluationCancelled, and nothing is cached."""
+        cuts, key = self._runner.cuts, self._cache_key(specs)
         with self._lock:
-            start, start_envs = self._input_cut, None
-            for cut in reversed(self._cacheable):
-                if cut <= start:
-                    break
-                start_envs = self._activations.get(key(cut))
-                if start_envs is not None:
-                    start = cut
-                    break
+            start, start_envs = self._resume(key)
             # Keep the live set before the first layer that changed since the last plan: the
             # next plan (the next step of the same slider) will most likely start there.
             if self._last_specs is None:
@@ -652,6 +696,8 @@ class Workbench:
         saved: dict[int, list] = {cut: [] for cut in wanted}
         outputs = []
         for b, inputs in enumerate(self._inputs):
+            if cancel is not None and cancel():
+                raise EvaluationCancelled("a newer plan superseded this evaluation")
             env = self._start_env(start_envs, b, start, inputs)
             position = start
             for stop in stops:
@@ -896,6 +942,10 @@ class _ActivationCache:
         self.budget = budget
         self.used = 0
         self._entries: OrderedDict[tuple, tuple[list, int]] = OrderedDict()
+
+    def peek(self, key: tuple) -> list | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
 
     def get(self, key: tuple) -> list | None:
         entry = self._entries.get(key)

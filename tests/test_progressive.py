@@ -1,0 +1,177 @@
+"""Progressive evaluation (issue 17 #2): the estimate on the fixed, stratified subset against a
+fresh evaluation of those samples and scikit-learn, its interval against the bootstrap by hand,
+the exact report that replaces it, and cancelled evaluations that leave nothing stale."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+from torch.nn.utils import prune
+
+import workbench as wb
+from workbench.evaluate.estimate import (
+    RESAMPLES,
+    Estimator,
+    estimator,
+    evaluate_iter,
+    stratified_rows,
+)
+from workbench.evaluate.workbench import EvaluationCancelled
+
+F64 = torch.finfo(torch.float64).eps
+# Metrics are float64 reductions of float32 logits: two evaluations of the same outputs agree
+# to float64 rounding; outputs of differently shaped batches to float32 rounding.
+F32 = torch.finfo(torch.float32).eps
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[wb.Demo, wb.Workbench]:
+    demo = wb.load_demo("digits-cnn")
+    return demo, wb.Workbench(demo.model, demo.val, batch_size=64)
+
+
+def _plan(bench: wb.Workbench, method: str = "l1") -> wb.PruningPlan:
+    return wb.PruningPlan(sparsity={name: 0.6 for name in bench.layer_names}, method=method)
+
+
+def test_subset_is_fixed_and_stratified_by_class(digits) -> None:
+    demo, bench = digits
+    labels = demo.val.tensors[1]
+    rows = estimator(bench).rows
+    assert torch.equal(rows, Estimator(bench).rows)  # the same workbench, the same subset
+    assert torch.equal(rows, rows.unique())  # sorted, no repeats
+    share = torch.bincount(labels, minlength=10).double() * len(rows) / len(labels)
+    counts = torch.bincount(labels[rows], minlength=10).double()
+    assert ((counts - share).abs() < 1).all()  # each class within one sample of its share
+    assert counts.sum() == min(256, len(labels) // 4)
+    other = stratified_rows(labels, len(rows), seed=1)
+    assert not torch.equal(rows, other)  # the seed draws the members
+
+
+def test_estimate_equals_a_fresh_evaluation_of_the_subset(digits) -> None:
+    demo, bench = digits
+    found = estimator(bench)
+    plan = _plan(bench)
+    estimate = found.estimate(plan)
+    inputs, labels = demo.val.tensors
+    rows = found.rows
+    fresh = wb.Workbench(demo.model, (inputs[rows], labels[rows])).evaluate(plan)
+    assert estimate.samples == len(rows)
+    for name, value in fresh.metrics.items():
+        assert estimate.metrics[name] == pytest.approx(value, rel=8 * F32, abs=8 * F32), name
+    # sklearn on the predictions of a copy pruned by torch.nn.utils.prune
+    model = copy.deepcopy(demo.model).eval()
+    for name, mask in bench.masks(plan).items():
+        prune.custom_from_mask(model.get_submodule(name), "weight", mask)
+    with torch.no_grad():
+        predicted = model(inputs[rows]).argmax(1).numpy()
+    assert estimate.metrics["accuracy"] == pytest.approx(
+        accuracy_score(labels[rows].numpy(), predicted), abs=F64
+    )
+    assert dict(estimate.size) == dict(bench.evaluate(plan).size)  # sizes need no data: exact
+
+
+def test_interval_is_the_percentile_bootstrap_of_the_subset(digits) -> None:
+    demo, bench = digits
+    found = estimator(bench)
+    estimate = found.estimate(_plan(bench))
+    inputs, labels = demo.val.tensors
+    rows = found.rows
+    sub = wb.Workbench(demo.model, (inputs[rows], labels[rows]))
+    predicted = sub.outputs(_plan(bench)).argmax(1).numpy()
+    truth = labels[rows].numpy()
+    # The documented draw: RESAMPLES rows of n indices, uniform with replacement, seed 0.
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.randint(len(rows), (RESAMPLES, len(rows)), generator=generator).numpy()
+    values = np.array([accuracy_score(truth[r], predicted[r]) for r in draws])
+    low, high = np.percentile(values, [2.5, 97.5])
+    assert estimate.low["accuracy"] == pytest.approx(low, abs=1e-12)
+    assert estimate.high["accuracy"] == pytest.approx(high, abs=1e-12)
+    assert estimate.low["accuracy"] <= estimate.metrics["accuracy"] <= estimate.high["accuracy"]
+    assert estimate.half_width("accuracy") > 0
+
+
+def test_data_criteria_rank_the_subset_as_the_whole_set(digits) -> None:
+    _, bench = digits
+    plan = _plan(bench, method="taylor")
+    sub_masks = estimator(bench).subset.masks(plan)
+    for name, mask in bench.masks(plan).items():
+        assert torch.equal(sub_masks[name], mask), name
+
+
+def test_a_slow_evaluation_shows_the_estimate_then_the_exact_report(digits) -> None:
+    demo, _ = digits
+    bench = wb.Workbench(demo.model, demo.val)
+    plan = _plan(bench)
+    events = list(evaluate_iter(bench, plan, budget=0.0))  # every evaluation is "slow"
+    assert [e.estimate is not None for e in events] == [True, False]
+    assert not events[0].finished and events[1].finished
+    assert events[0].estimate.metrics == estimator(bench).estimate(plan).metrics
+    fresh = wb.Workbench(demo.model, demo.val).evaluate(plan)
+    assert events[1].result.metrics == fresh.metrics
+
+
+def test_a_fast_evaluation_is_exact_at_once(digits) -> None:
+    _, bench = digits
+    events = list(evaluate_iter(bench, _plan(bench), budget=float("inf")))
+    assert len(events) == 1 and events[0].finished
+
+
+def test_a_cancelled_evaluation_leaves_nothing_stale(digits) -> None:
+    demo, _ = digits
+    bench = wb.Workbench(demo.model, demo.val, batch_size=64)  # 6 batches
+    plan = _plan(bench)
+    asked = []
+
+    def cancel() -> bool:  # superseded after the second batch
+        asked.append(True)
+        return len(asked) > 2
+
+    with pytest.raises(EvaluationCancelled):
+        bench.evaluate(plan, cancel)
+    assert len(asked) == 3  # asked before each batch, stopped at the third
+    assert bench.resumes_at(plan) is not None  # no report was kept
+    fresh = wb.Workbench(demo.model, demo.val, batch_size=64)
+    assert bench.evaluate(plan).metrics == fresh.evaluate(plan).metrics
+    assert bench.resumes_at(plan) is None  # the finished one is kept
+    # a later plan, resuming from whatever the cancelled run left, is exact too
+    later = plan.with_sparsity(bench.layer_names[-1], 0.9)
+    assert bench.evaluate(later).metrics == fresh.evaluate(later).metrics
+
+
+def test_a_cancelled_progressive_evaluation_raises_after_its_estimate(digits) -> None:
+    demo, _ = digits
+    bench = wb.Workbench(demo.model, demo.val, batch_size=64)
+    events = evaluate_iter(bench, _plan(bench), budget=0.0, cancel=lambda: True)
+    assert next(events).estimate is not None
+    with pytest.raises(EvaluationCancelled):
+        next(events)
+    assert estimator(bench).predicted_seconds(_plan(bench)) is None  # nothing measured
+
+
+def test_costs_are_predicted_from_measured_evaluations(digits) -> None:
+    _, bench = digits
+    found = estimator(bench)
+    plan = wb.PruningPlan(sparsity={bench.layer_names[0]: 0.35})
+    first = bench.layer_names[0]
+    assert bench.resumes_at(plan) == first  # a change to the first layer runs everything
+    found.evaluate(plan)
+    assert found.predicted_seconds(plan) == 0.0  # its report is cached now
+    other = plan.with_sparsity(first, 0.45)
+    assert bench.resumes_at(other) == first
+    assert found.predicted_seconds(other) > 0
+
+
+@pytest.mark.parametrize("name", wb.list_demos())
+def test_the_small_demos_never_show_an_estimate(name: str) -> None:
+    demo = wb.load_demo(name)
+    bench = wb.Workbench(demo.model, demo.val)
+    for layer in (bench.layer_names[0], bench.layer_names[-1]):
+        for sparsity in (0.2, 0.4, 0.6):
+            plan = wb.PruningPlan(sparsity={layer: sparsity})
+            events = list(evaluate_iter(bench, plan))
+            assert [e.estimate for e in events] == [None], (layer, sparsity)
