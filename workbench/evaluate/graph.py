@@ -4,7 +4,11 @@ Everything that runs before a layer's first use does not depend on that layer's 
 change to that layer only needs the part of the graph after the cut. `GraphRunner` executes an
 `torch.fx` graph node by node, with weights replaced by masked copies, and hands back the values
 that are still needed at a cut (the "live set"), so callers can cache them and resume later.
-Models that cannot be traced run whole, as a single step.
+A model `torch.fx` cannot trace (a Hugging Face transformer: its embeddings slice a buffer
+with a traced size) is exported with `torch.export` instead, its batch dimension dynamic and its
+other dimensions those of an example batch; the exported graph reads the model's own parameters
+under their own names. Models that neither can follow run whole, as a single step, and the
+runner says why (`GraphRunner.whole_reason`).
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ from __future__ import annotations
 import contextlib
 import operator
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from workbench.pruning.layers import PRUNABLE_MODULES, PrunableLayer, weight_use
 
@@ -27,22 +34,95 @@ Env = dict[fx.Node, Any]
 LayerHook = Callable[[PrunableLayer, torch.Tensor, torch.Tensor], None]
 
 
-def trace(model: nn.Module) -> fx.GraphModule | None:
+@dataclass(frozen=True)
+class Traced:
+    """A model's graph, or None and why there is none (one line)."""
+
+    graph_module: fx.GraphModule | None
+    reason: str | None = None
+
+
+def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModule | None:
     """The model's FX graph, or None when it cannot be traced (data-dependent control flow)."""
+    return traced(model, example).graph_module
+
+
+def traced(model: nn.Module, example: torch.Tensor | None = None) -> Traced:
+    """The model's graph by `torch.fx`, else (given an example batch) by `torch.export` with a
+    dynamic batch dimension; else None, with the reason."""
     if isinstance(model, fx.GraphModule):
-        return model
+        return Traced(model)
+    if isinstance(model, torch.jit.ScriptModule):
+        return Traced(None, "a TorchScript model has no graph the engine can cut")
     try:
-        return fx.symbolic_trace(model)
-    except Exception:  # tracing fails in many ways on arbitrary user code; we run the model whole
-        return None
+        return Traced(fx.symbolic_trace(model))
+    except Exception as error:  # tracing fails in many ways on arbitrary user code
+        fx_error = _one_line(error)
+    if example is None:
+        return Traced(None, f"torch.fx cannot trace it ({fx_error})")
+    try:
+        return Traced(_export(model, example))
+    except Exception as error:  # noqa: BLE001 - export fails in as many ways; we run it whole
+        return Traced(
+            None,
+            f"neither torch.fx ({fx_error}) nor torch.export ({_one_line(error)}) "
+            "can follow the model",
+        )
+
+
+class ExportMismatch(Exception):
+    """The exported graph does not compute what the model computes on the example."""
+
+
+#: Samples of the example batch on which an exported graph must equal the model.
+_CHECK_SAMPLES = 8
+
+
+def _export(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
+    """`torch.export` of the model (non-strict: its Python runs as is) for batches of any size
+    shaped like `example` otherwise, as a GraphModule whose get_attr nodes read the model's own
+    parameters; checked against the model on the example's first samples."""
+    if example.dim() == 0 or example.shape[0] < 2:
+        raise ExportMismatch("one sample cannot show which dimension is the batch")
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=False)
+    graph_module = program.module()
+    sample = example[:_CHECK_SAMPLES]
+    with torch.no_grad():
+        expected, got = tree_leaves(model(sample)), tree_leaves(graph_module(sample))
+    same = len(expected) == len(got) and all(
+        torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and torch.equal(a, b)
+        for a, b in zip(expected, got, strict=False)
+    )
+    if not same:
+        raise ExportMismatch("the exported graph's outputs differ from the model's")
+    return graph_module
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 class GraphRunner:
     """Executes a model in segments between cuts, with some weights overridden."""
 
-    def __init__(self, model: nn.Module, layers: list[PrunableLayer]) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: list[PrunableLayer],
+        example: torch.Tensor | None = None,
+        tracing: Traced | None = None,
+    ) -> None:
+        """`example`: a batch of inputs, for `torch.export` where torch.fx fails; `tracing`:
+        another runner's on the same model (`for_layers`: the model is not traced again)."""
         self.model = model
-        self.graph_module = trace(model)
+        self.tracing = tracing if tracing is not None else traced(model, example)
+        self.graph_module = self.tracing.graph_module
+        #: Why every run is a whole run (no graph to cut); None when there is a graph.
+        self.whole_reason = self.tracing.reason
         self.layers = layers
         self._by_weight = {layer.weight_name: layer for layer in layers}
         #: Held while a run swaps tensors on the model itself (a TorchScript model's weights in
@@ -84,6 +164,10 @@ class GraphRunner:
         self._last_use = last_use
         self._live: dict[int, list[fx.Node]] = {}
         self.cuts = self._find_cuts()
+
+    def for_layers(self, layers: list[PrunableLayer]) -> GraphRunner:
+        """A runner on the same model and graph, cutting before these layers."""
+        return GraphRunner(self.model, layers, tracing=self.tracing)
 
     # ---- structure -------------------------------------------------------------------------
 

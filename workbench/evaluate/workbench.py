@@ -102,14 +102,15 @@ class Workbench:
         self.model = private_copy(model).to(self.device).eval()
         for param in self.model.parameters():
             param.requires_grad_(False)
-        self._runner = GraphRunner(self.model, [])
+        # Traced once (torch.fx, else torch.export on the first batch: a transformer's graph).
+        self._runner = GraphRunner(self.model, [], example=self._inputs[0])
         layers = find_prunable_layers(self.model, _graph(self._runner))
         if not layers:
             raise ValueError(
                 "the model has no prunable layers: the workbench prunes the weights of "
                 "nn.Linear and nn.Conv1d/2d/3d layers (or of linear/convolution operations)"
             )
-        self._runner = GraphRunner(self.model, layers)
+        self._runner = self._runner.for_layers(layers)
         # Without targets, the model's outputs tell the task: logits, or one value per sample.
         self.task: Task = task or task_of(
             self._runner.run({"input": self._inputs[0]}, 0, self._runner.end, {})
@@ -199,6 +200,15 @@ class Workbench:
                 "flops": [self._layer_flops.get(layer.name, 0) for layer in self._layers],
             }
         )
+
+    @property
+    def incremental_note(self) -> str | None:
+        """None when a change reruns only the graph after its first changed layer; else one
+        line saying that every change reruns the whole model, and why."""
+        reason = self._runner.whole_reason
+        if reason is None:
+            return None
+        return f"not incremental: every change reruns the whole model, because {reason}"
 
     @property
     def output_layers(self) -> frozenset[str]:
