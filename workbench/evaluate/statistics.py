@@ -61,6 +61,7 @@ class DataStatistics:
                 torch.cat([inputs for inputs, _ in self._batches()]),
                 method,
                 classification=self._task == "classification",
+                task=self._task,
             )
         if layer.name not in computed[method]:
             raise PlanError(

@@ -49,14 +49,17 @@ from workbench.explain.overlap import (
     removed_units,
 )
 from workbench.explain.samples import broken_by_plan, sample_table, samples_of_class
+from workbench.explain.text import EMBEDDING_NOTE, TEXT_NOTE, TokenInput, token_input
 
 __all__ = [
     "ATTRIBUTION_METHODS",
     "CRITERION_SAMPLES",
     "CRITERION_STEPS",
     "CURVE_SPARSITIES",
+    "EMBEDDING_NOTE",
     "INPUT_KINDS",
     "LAYER_METHODS",
+    "TEXT_NOTE",
     "Attribution",
     "AttributionMethod",
     "ExplainError",
@@ -66,6 +69,7 @@ __all__ = [
     "Param",
     "Progress",
     "SampleIndexError",
+    "TokenInput",
     "applicable_methods",
     "attribute",
     "broken_by_plan",
@@ -85,6 +89,7 @@ __all__ = [
     "plan_cost",
     "removed_units",
     "run_to_end",
+    "token_input",
     "sample_table",
     "samples_of_class",
     "weight_importance",

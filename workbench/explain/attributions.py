@@ -38,13 +38,15 @@ from workbench.explain._common import (
     target_positions,
 )
 from workbench.explain._common import cached as _cached
+from workbench.explain.text import Similarity, TokenInput, embedding_path, token_input
 from workbench.pruning.plan import PruningPlan
 
 if TYPE_CHECKING:
     from workbench.evaluate.workbench import Workbench
 
-#: Kinds of input the maps know how to draw; anything else is inferred from the sample's shape.
-INPUT_KINDS = ("image", "signal", "tabular")
+#: Kinds of input the maps know how to draw; anything else is inferred from the sample's shape
+#: ("text": token ids, explained at the input embeddings, `explain.text`).
+INPUT_KINDS = ("image", "signal", "tabular", "text")
 #: Recent attribution results kept per workbench.
 CACHE_SIZE = 64
 CAPTUM_API = "https://captum.ai/api/"
@@ -64,6 +66,8 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    #: Input kinds the parameter means nothing for (text has its own baseline: padding).
+    not_for: tuple[str, ...] = ()
 
     def check(self, value: Any) -> int | float | str:
         if self.choices:
@@ -94,6 +98,7 @@ _BASELINE = Param(
     "The 'absent' input the method compares with: all zeros (a blank image, a flat signal, "
     "every standardised feature at its mean), or the average validation input.",
     choices=("zero", "mean"),
+    not_for=("text",),
 )
 
 
@@ -101,10 +106,17 @@ _BASELINE = Param(
 class MethodContext:
     """What a method needs besides the model, the inputs and the target."""
 
-    kind: str  # "image" | "signal" | "tabular" | "other"
+    kind: str  # "image" | "signal" | "tabular" | "text" | "other"
     reference: torch.Tensor  # validation inputs: the mean baseline, GradientSHAP's baselines
     options: dict[str, Any]
     budget: int  # model evaluations (inputs) per forward pass
+    #: Captum's additional_forward_args: an embedding model's dense embeddings of the batch.
+    args: tuple[torch.Tensor, ...] | None = None
+    #: Text: the input embedding that token maps are taken at.
+    token: TokenInput | None = None
+
+    def captum_args(self) -> dict[str, Any]:
+        return {} if self.args is None else {"additional_forward_args": self.args}
 
     def baseline(self) -> float | torch.Tensor:
         if self.options.get("baseline", "zero") == "mean":
@@ -125,11 +137,41 @@ class AttributionMethod(ABC):
     has_delta: ClassVar[bool] = False
     #: Back-propagates to the input (which must then require gradients).
     uses_gradients: ClassVar[bool] = True
+    #: Reads the gradient at the input alone (no path from a baseline).
+    local: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = ()
+    #: Captum's layer method that does the same at the input embeddings of token ids (None:
+    #: the method has no text form).
+    token_class: ClassVar[str | None] = None
 
     def unsupported(self, kind: str, sample_shape: tuple[int, ...]) -> str | None:
         """Why the method does not apply to this input, or None when it does."""
+        if kind == "text" and self.token_class is None:
+            return (
+                "token ids are integers, and this method perturbs the input itself; on text "
+                "use Integrated Gradients, Input × Gradient or Saliency (at the embeddings)"
+            )
         return None
+
+    def unsupported_task(self, task: str) -> str | None:
+        """Why the method does not apply to the model's task, or None when it does."""
+        if task == "embedding" and self.local:
+            return (
+                "an embedding model is explained by its similarity to the dense embedding, "
+                "which peaks at the input, so its gradient there is zero; use Integrated "
+                "Gradients (or GradientSHAP, Occlusion), which follow a path from a baseline"
+            )
+        return None
+
+    def params_for(self, kind: str) -> tuple[Param, ...]:
+        """The parameters that mean something for this kind of input."""
+        return tuple(p for p in self.params if kind not in p.not_for)
+
+    def compute_tokens(
+        self, forward: Any, inputs: torch.Tensor, target: Any, context: MethodContext
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attributions (N, L, D) at the input embeddings of token ids, and the delta if any."""
+        raise ExplainError(f"{self.label} has no form for token ids")
 
     def evaluations(self, options: dict[str, Any], sample_shape: tuple[int, ...]) -> int:
         """Model evaluations per sample: how many samples fit in one batch."""
@@ -147,8 +189,8 @@ class AttributionMethod(ABC):
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 
-    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        known = {p.name: p for p in self.params}
+    def check_options(self, options: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+        known = {p.name: p for p in (self.params if kind is None else self.params_for(kind))}
         unknown = sorted(set(options) - set(known))
         if unknown:
             valid = ", ".join(known) or "none"
@@ -168,6 +210,7 @@ class IntegratedGradients(AttributionMethod):
     )
     url = CAPTUM_API + "integrated_gradients.html"
     captum_class = "IntegratedGradients"
+    token_class = "LayerIntegratedGradients"
     has_delta = True
     params = (
         Param(
@@ -199,26 +242,85 @@ class IntegratedGradients(AttributionMethod):
             if len(inputs) * n_steps > context.budget
             else None,
             return_convergence_delta=True,
+            **context.captum_args(),
         )
         return attributions, delta
+
+    def compute_tokens(self, forward, inputs, target, context):
+        from captum.attr import LayerIntegratedGradients
+
+        token, n_steps = context.token, int(context.options["n_steps"])
+        attributions = LayerIntegratedGradients(forward, token.module).attribute(
+            inputs,
+            baselines=token.baseline(inputs),
+            target=target,
+            n_steps=n_steps,
+            internal_batch_size=max(len(inputs), context.budget)
+            if len(inputs) * n_steps > context.budget
+            else None,
+            **context.captum_args(),
+        )
+        # Captum's own delta would evaluate f on the baseline's ids, whose attention mask hides
+        # every token; the path ran with the text's mask, so its start is evaluated with it.
+        args = context.args or ()
+        with torch.no_grad():
+            end = _explained(forward(inputs, *args), target)
+            with embedding_path(token, torch.zeros(len(inputs))):
+                start = _explained(forward(inputs, *args), target)
+        total = attributions.reshape(len(inputs), -1).sum(dim=1)
+        return attributions, total - (end - start).to(total.dtype)
+
+
+def _explained(outputs: torch.Tensor, target: Any) -> torch.Tensor:
+    """The output Captum explains for each row, given its `target` argument."""
+    if outputs.dim() == 1:
+        return outputs
+    if isinstance(target, torch.Tensor):
+        return outputs.gather(1, target.reshape(-1, 1).to(outputs.device))[:, 0]
+    return outputs.reshape(len(outputs), -1)[:, 0 if target is None else int(target)]
 
 
 class OneBackward(AttributionMethod):
     """A Captum method of one backward pass and no options (Saliency, Input × Gradient)."""
 
+    local = True
+    #: Captum's LayerGradientXActivation at the embeddings (gradient × embedding).
+    token_class = "LayerGradientXActivation"
+
     def __init__(
-        self, name: str, label: str, description: str, captum_class: str, **extra: Any
+        self,
+        name: str,
+        label: str,
+        description: str,
+        captum_class: str,
+        *,
+        times_input: bool,
+        **extra: Any,
     ) -> None:
         self.name, self.label, self.description = name, label, description
         self.url = f"{CAPTUM_API}{name}.html"
         self.captum_class = captum_class
         self.extra = extra  # further arguments of Captum's attribute()
+        #: On text: gradient × embedding (True), or the gradient alone (Saliency).
+        self.times_input = times_input
 
     def compute(self, forward, inputs, target, context):
         import captum.attr
 
         captum = getattr(captum.attr, self.captum_class)
-        return captum(forward).attribute(inputs, target=target, **self.extra), None
+        attributions = captum(forward).attribute(
+            inputs, target=target, **self.extra, **context.captum_args()
+        )
+        return attributions, None
+
+    def compute_tokens(self, forward, inputs, target, context):
+        from captum.attr import LayerGradientXActivation
+
+        method = LayerGradientXActivation(
+            forward, context.token.module, multiply_by_inputs=self.times_input
+        )
+        attributions = method.attribute(inputs, target=target, **context.captum_args())
+        return (attributions.abs() if self.extra.get("abs") else attributions), None
 
 
 SALIENCY = OneBackward(
@@ -228,6 +330,7 @@ SALIENCY = OneBackward(
     "gradient. Cheap (one backward pass) and local: it says where the model is sensitive, "
     "not what the sample contributed.",
     "Saliency",
+    times_input=False,
     abs=True,
 )
 INPUT_X_GRADIENT = OneBackward(
@@ -237,6 +340,7 @@ INPUT_X_GRADIENT = OneBackward(
     "feature contributes to the output. Zero wherever the input is zero, as on the black "
     "background of a digit.",
     "InputXGradient",
+    times_input=True,
 )
 
 
@@ -288,6 +392,7 @@ class GradientShap(AttributionMethod):
                 stdevs=float(options["stdevs"]),
                 target=target,
                 return_convergence_delta=True,
+                **context.captum_args(),
             )
         # One delta per draw, the draws of each sample together: their mean is the delta of
         # the averaged attributions against the average baseline output.
@@ -327,6 +432,8 @@ class Occlusion(AttributionMethod):
     )
 
     def unsupported(self, kind: str, sample_shape: tuple[int, ...]) -> str | None:
+        if kind == "text":
+            return super().unsupported(kind, sample_shape)
         if not 1 <= len(sample_shape) <= 3:
             return (
                 "occlusion slides a patch over an image (channels, height, width), a signal "
@@ -377,6 +484,7 @@ class Occlusion(AttributionMethod):
             baselines=context.baseline(),
             target=target,
             perturbations_per_eval=max(1, min(positions, context.budget // len(inputs))),
+            **context.captum_args(),
         )
         return attributions, None
 
@@ -417,9 +525,9 @@ class Attribution:
     method: str
     indices: tuple[int, ...]
     plan: PruningPlan  # the model state; an empty plan is the dense model
-    kind: str  # how the input is drawn: "image", "signal", "tabular" or "other"
-    inputs: torch.Tensor  # (n, *sample shape)
-    attributions: torch.Tensor  # (n, *sample shape)
+    kind: str  # how the input is drawn: "image", "signal", "tabular", "text" or "other"
+    inputs: torch.Tensor  # (n, *sample shape); text: token ids (n, L)
+    attributions: torch.Tensor  # (n, *sample shape); text: one score per token (n, L)
     delta: torch.Tensor | None  # (n,) convergence delta where the method has one
     targets: torch.Tensor | None  # (n,) class explained; None for a regressor's single output
     labels: torch.Tensor | None  # (n,) true class or value; None for unlabelled data
@@ -427,6 +535,8 @@ class Attribution:
     confidence: torch.Tensor  # (n,) softmax probability of the predicted class; NaN for regression
     scores: torch.Tensor  # (n,) the explained output: the target's logit, or the value
     options: dict[str, Any] = field(default_factory=dict)
+    #: Text: (n, L) True at real tokens (padding scores 0 and is not drawn); None otherwise.
+    tokens: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -464,10 +574,12 @@ class Attribution:
 class MapView:
     """Arrays ready to draw: each sample's input and its attribution, in the same layout."""
 
-    kind: str  # "image": (n, H, W); "signal": (n, L); "tabular": (n, F)
+    kind: str  # "image": (n, H, W); "signal": (n, L); "tabular": (n, F); "text": (n, L) ids
     inputs: np.ndarray
     values: np.ndarray
     channels: int = 1  # input channels summed into `values` (images, signals)
+    #: Text: (n, L) True at real tokens; None for other kinds.
+    tokens: np.ndarray | None = None
 
 
 def map_view(attribution: Attribution) -> MapView:
@@ -475,6 +587,9 @@ def map_view(attribution: Attribution) -> MapView:
     x = attribution.inputs.detach().float().cpu()
     a = attribution.attributions.detach().float().cpu()
     n, shape = len(x), tuple(x.shape[1:])
+    if attribution.kind == "text":  # ids stay ids: the caller turns them into token strings
+        kept = attribution.tokens.cpu().numpy()
+        return MapView("text", attribution.inputs.cpu().numpy(), a.numpy(), tokens=kept)
     if attribution.kind == "image":
         if len(shape) == 3:  # (C, H, W): attribution summed over channels, input averaged
             return MapView("image", x.mean(dim=1).numpy(), a.sum(dim=1).numpy(), shape[0])
@@ -521,8 +636,13 @@ def compare(
 # ---- computing ---------------------------------------------------------------------------------
 
 
-def resolve_input_kind(kind: str | None, sample_shape: tuple[int, ...]) -> str:
-    """The drawing kind of an input: the model's declared kind, else guessed from its rank."""
+def resolve_input_kind(
+    kind: str | None, sample_shape: tuple[int, ...], integer: bool = False
+) -> str:
+    """The drawing kind of an input: "text" for token ids (`integer` inputs), the model's
+    declared kind, else guessed from its rank."""
+    if integer or kind == "text":
+        return "text"
     if kind in INPUT_KINDS:
         return kind
     return {3: "image", 2: "signal", 1: "tabular"}.get(len(sample_shape), "other")
@@ -532,13 +652,19 @@ def get_method(method: str) -> AttributionMethod:
     return lookup(ATTRIBUTION_METHODS, method, "attribution method")
 
 
-def applicable_methods(kind: str | None, sample_shape: tuple[int, ...]) -> list[str]:
-    """Names of the methods that apply to this kind and shape of input."""
-    resolved = resolve_input_kind(kind, sample_shape)
+def applicable_methods(
+    kind: str | None,
+    sample_shape: tuple[int, ...],
+    task: str = "classification",
+    *,
+    integer: bool = False,
+) -> list[str]:
+    """Names of the methods that apply to this kind and shape of input and this task."""
+    resolved = resolve_input_kind(kind, sample_shape, integer)
     return [
         name
         for name, m in ATTRIBUTION_METHODS.items()
-        if m.unsupported(resolved, sample_shape) is None
+        if m.unsupported(resolved, sample_shape) is None and m.unsupported_task(task) is None
     ]
 
 
@@ -567,18 +693,13 @@ def iter_attribute(
     `options` are the method's parameters (`ATTRIBUTION_METHODS[method].params`).
     """
     algorithm = get_method(method)
-    options = algorithm.check_options(options)
     reference = bench.val_inputs
+    shape = tuple(reference.shape[1:])
+    kind = resolve_input_kind(input_kind, shape, integer=not reference.is_floating_point())
+    options = algorithm.check_options(options, kind)
     chosen = check_indices(indices, n_samples(bench))
     index = torch.tensor(chosen, dtype=torch.long, device=reference.device)
-    if not reference.is_floating_point():
-        raise ExplainError(
-            "the inputs are integers (token ids, say): gradients with respect to them do not "
-            "exist, so input attributions need floating-point inputs"
-        )
-    shape = tuple(reference.shape[1:])
-    kind = resolve_input_kind(input_kind, shape)
-    reason = algorithm.unsupported(kind, shape)
+    reason = algorithm.unsupported(kind, shape) or algorithm.unsupported_task(bench.task)
     if reason is not None:
         raise ExplainError(f"{algorithm.label} does not apply here: {reason}")
     state = plan_key(plan)
@@ -594,29 +715,50 @@ def iter_attribute(
     inputs = reference[index]
     labels = bench.targets[index] if bench.targets is not None else None
     copy = model_copy(bench, state)
-    with torch.no_grad():
-        outputs = torch.cat([copy.forward(b) for b in inputs.split(budget)])
-    targets, captum_target, predictions, confidence, scores = _targets(
-        bench, outputs, labels, target
-    )
-    context = MethodContext(kind, reference, options, budget)
-    per_call = algorithm.samples_per_call(options, shape, budget)
-    parts, deltas = [], []
-    total = len(chosen)
-    for start in range(0, total, per_call):
-        stop = min(total, start + per_call)
-        batch_target = (
-            captum_target[start:stop] if isinstance(captum_target, torch.Tensor) else captum_target
+    token = token_input(copy.model) if kind == "text" else None
+    # Text methods hook the shared copy's embedding: hold its lock (as layer importance does).
+    with copy.lock if token is not None else contextlib.nullcontext():
+        with torch.no_grad():
+            outputs = torch.cat([copy.forward(b) for b in inputs.split(budget)])
+        dense = bench.dense_outputs[index] if bench.task == "embedding" else None
+        targets, captum_target, predictions, confidence, scores = _targets(
+            bench, outputs, labels, target, dense
         )
-        batch = inputs[start:stop].detach()
-        if algorithm.uses_gradients:
-            batch = batch.clone().requires_grad_(True)
-        attributions, delta = algorithm.compute(copy.forward, batch, batch_target, context)
-        parts.append(attributions.detach())
-        if delta is not None:
-            deltas.append(delta.detach().reshape(-1))
-        if stop < total:
-            yield Progress(stop, total, f"{algorithm.label}: {stop} of {total} samples")
+        forward = copy.forward if dense is None else Similarity(copy.forward)
+        per_call = algorithm.samples_per_call(options, shape, budget)
+        parts, deltas = [], []
+        total = len(chosen)
+        for start in range(0, total, per_call):
+            stop = min(total, start + per_call)
+            batch_target = (
+                captum_target[start:stop]
+                if isinstance(captum_target, torch.Tensor)
+                else captum_target
+            )
+            context = MethodContext(
+                kind,
+                reference,
+                options,
+                budget,
+                args=None if dense is None else (dense[start:stop],),
+                token=token,
+            )
+            batch = inputs[start:stop].detach()
+            if token is not None:
+                attributions, delta = algorithm.compute_tokens(
+                    forward, batch, batch_target, context
+                )
+                # (n, L, D) at the embeddings -> one score per token; padding excluded.
+                attributions = attributions.sum(dim=-1) * token.real(batch)
+            else:
+                if algorithm.uses_gradients:
+                    batch = batch.clone().requires_grad_(True)
+                attributions, delta = algorithm.compute(forward, batch, batch_target, context)
+            parts.append(attributions.detach())
+            if delta is not None:
+                deltas.append(delta.detach().reshape(-1))
+            if stop < total:
+                yield Progress(stop, total, f"{algorithm.label}: {stop} of {total} samples")
     result = Attribution(
         method=method,
         indices=chosen,
@@ -631,6 +773,7 @@ def iter_attribute(
         confidence=confidence,
         scores=scores,
         options=options,
+        tokens=token.real(inputs) if token is not None else None,
     )
     store(bench, "attribution", key, result, CACHE_SIZE)
     yield Progress(total, total, "done", result)
@@ -644,19 +787,41 @@ def _target_key(target: Target) -> Any:
     return target
 
 
+def _single(target: Target) -> bool:
+    """The target says nothing beyond the model's one explained output."""
+    return (
+        target is None
+        or (isinstance(target, str) and target in ("predicted", "true"))
+        or (isinstance(target, int) and not isinstance(target, bool) and target == 0)
+    )
+
+
 def _targets(
-    bench: Workbench, outputs: torch.Tensor, labels: torch.Tensor | None, target: Target
+    bench: Workbench,
+    outputs: torch.Tensor,
+    labels: torch.Tensor | None,
+    target: Target,
+    dense: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(targets, Captum's target argument, predictions, confidence, explained scores)."""
+    """(targets, Captum's target argument, predictions, confidence, explained scores).
+
+    An embedding model (`dense`: the dense embeddings of the samples) is explained by its
+    cosine similarity to them: that is both its "prediction" and its explained score."""
     n = len(outputs)
+    if dense is not None:
+        if not _single(target):
+            raise ExplainError(
+                "an embedding model is explained by its similarity to the dense embedding: "
+                "leave the target unset"
+            )
+        similarity = torch.nn.functional.cosine_similarity(
+            outputs.flatten(1), dense.flatten(1).to(outputs.dtype), dim=1
+        )
+        nan = torch.full((n,), float("nan"), device=outputs.device)
+        return None, None, similarity, nan, similarity
     layout = target_positions(bench)
     if layout != "classes":  # a regressor: its single output is the target
-        single = (
-            target is None
-            or (isinstance(target, str) and target in ("predicted", "true"))
-            or (isinstance(target, int) and not isinstance(target, bool) and target == 0)
-        )
-        if not single:
+        if not _single(target):
             raise ExplainError(
                 "a regression model has a single output: leave the target unset (or 0)"
             )

@@ -13,6 +13,7 @@ channel's total, so conductances of different layers are in the same unit (the o
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from workbench.explain._common import (
     store,
     subset_indices,
 )
+from workbench.explain.text import TokenInput, embedding_path, token_input
 from workbench.pruning.layers import PrunableLayer, weight_use
 from workbench.pruning.plan import PruningPlan
 
@@ -284,10 +286,22 @@ def _per_channel(values: torch.Tensor, layer: HookedLayer) -> torch.Tensor:
 
 
 def _selected(outputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-    """The explained output of each row: the target class's logit, or the single output."""
+    """The explained output of each row: the target class's logit, the single output, or (an
+    embedding model, `targets` the dense embeddings) the cosine similarity to the target."""
     if targets is None:
         return outputs.reshape(outputs.shape[0], -1)[:, 0]
+    if targets.is_floating_point():
+        return torch.nn.functional.cosine_similarity(
+            outputs.flatten(1), targets.flatten(1).to(outputs.dtype), dim=1
+        )
     return outputs.gather(1, targets[:, None])[:, 0]
+
+
+def _repeat(targets: torch.Tensor | None, m: int) -> torch.Tensor | None:
+    """The targets of `m` stacked copies of a batch."""
+    if targets is None:
+        return None
+    return targets.repeat(m, *([1] * (targets.dim() - 1)))
 
 
 def _alphas(n_steps: int) -> list[float]:
@@ -308,15 +322,26 @@ def iter_channel_attribution(
     classification: bool,
     n_steps: int = DEFAULT_STEPS,
     budget: int = 512,
+    embedding: bool = False,
+    token: TokenInput | None = None,
 ) -> Iterator[Progress[dict[str, torch.Tensor]]]:
     """Σ over samples of each channel's |attribution| summed over its positions, all layers at once.
 
     `batches` holds (inputs, labels or None); the target is each sample's predicted class (the
-    true label where labels are given) for a classifier, its single output for a regressor.
+    true label where labels are given) for a classifier, its single output for a regressor;
+    for an `embedding` model the cosine similarity to the labels (the dense embeddings; None:
+    the model's own outputs). Token ids (`token`) enter at their input embedding: the path
+    of conductance runs from the padding baseline to the real embeddings (`explain.text`).
     The last event's result maps layer names to float64 tensors of shape (channels,), and has
     the number of samples under the key "__samples__".
     """
     spec = get_layer_method(method)
+    if embedding and spec.uses_gradients and not spec.integrates:
+        raise ExplainError(
+            f"{spec.label} reads the gradient at the input alone, and an embedding model's "
+            "similarity to the dense embedding peaks there (its gradient is zero); use "
+            "conductance, which follows a path from a baseline"
+        )
     if n_steps < 1:
         raise ExplainError(f"n_steps must be at least 1, got {n_steps}")
     totals = {layer.name: torch.zeros(layer.channels, dtype=torch.float64) for layer in layers}
@@ -330,10 +355,13 @@ def iter_channel_attribution(
             for start in range(0, len(inputs), max(1, budget // points)):
                 x = inputs[start : start + max(1, budget // points)]
                 y = None if labels is None else labels[start : start + len(x)]
+                if embedding and y is None:
+                    with torch.no_grad():
+                        y = recorder.run(forward, x).detach()  # the model's own embeddings
                 per_layer = (
-                    _conductance(forward, recorder, x, y, alphas, classification, budget)
+                    _conductance(forward, recorder, x, y, alphas, classification, budget, token)
                     if spec.integrates
-                    else _single_pass(forward, recorder, x, y, spec, classification)
+                    else _single_pass(forward, recorder, x, y, spec, classification, token)
                 )
                 for layer in layers:
                     value = per_layer.get(layer.name)
@@ -350,6 +378,8 @@ def iter_channel_attribution(
 def _targets(
     outputs: torch.Tensor, labels: torch.Tensor | None, classification: bool
 ) -> torch.Tensor | None:
+    if labels is not None and labels.is_floating_point() and labels.dim() > 1:
+        return labels  # an embedding model's dense embeddings
     if not classification:
         return None
     if labels is not None:
@@ -364,13 +394,15 @@ def _single_pass(
     labels: torch.Tensor | None,
     spec: LayerMethod,
     classification: bool,
+    token: TokenInput | None = None,
 ) -> dict[str, torch.Tensor]:
     if not spec.uses_gradients:  # LayerActivation
         with torch.no_grad():
             recorder.run(forward, x)
         return {name: recorder.value(name) for name in recorder.outputs}
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)  # so that every layer's output joins the graph
+    with torch.enable_grad(), _path(token, None):
+        if token is None:
+            x = x.detach().requires_grad_(True)  # so that every layer's output joins the graph
         outputs = recorder.run(forward, x)
         targets = _targets(outputs.detach(), labels, classification)
         grads = recorder.gradients(_selected(outputs, targets).sum())
@@ -385,15 +417,19 @@ def _conductance(
     alphas: list[float],
     classification: bool,
     budget: int,
+    token: TokenInput | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Captum's LayerConductance for every recorded layer, with a zero baseline.
+    """Captum's LayerConductance for every recorded layer, with a zero baseline (token ids:
+    the padding baseline at the input embedding, as LayerConductance on the embedding's output).
 
     Σ_k ∂F/∂y(x_k) · (y(x_{k+1}) − y(x_k)) over the path points x_k = α_k·x, computed a chunk
     of points at a time; the last point of a chunk is carried over to the next one.
     """
     b = len(x)
     targets = None
-    if classification and labels is not None:
+    if labels is not None and labels.is_floating_point() and labels.dim() > 1:
+        targets = labels  # an embedding model's dense embeddings
+    elif classification and labels is not None:
         targets = labels.long()
     elif classification:
         with torch.no_grad():
@@ -404,9 +440,14 @@ def _conductance(
     for start in range(0, len(alphas), chunk):
         points = alphas[start : start + chunk]
         m = len(points)
-        scaled = torch.cat([a * x for a in points]).detach().requires_grad_(True)
-        expanded = None if targets is None else targets.repeat(m)
-        with torch.enable_grad():
+        expanded = _repeat(targets, m)
+        if token is None:
+            scaled = torch.cat([a * x for a in points]).detach().requires_grad_(True)
+            alpha_rows = None
+        else:  # the ids repeat; the embedding hook moves each copy along the path
+            scaled = x.repeat(m, *([1] * (x.dim() - 1)))
+            alpha_rows = torch.tensor(points).repeat_interleave(b)
+        with torch.enable_grad(), _path(token, alpha_rows):
             outputs = recorder.run(forward, scaled)
             grads = recorder.gradients(_selected(outputs, expanded).sum())
         for name, grad in grads.items():
@@ -423,6 +464,11 @@ def _conductance(
     return sums
 
 
+def _path(token: TokenInput | None, alphas: torch.Tensor | None) -> Any:
+    """The embedding path for token ids; nothing for floating-point inputs."""
+    return contextlib.nullcontext() if token is None else embedding_path(token, alphas)
+
+
 # ---- the workbench-level API -------------------------------------------------------------------
 
 
@@ -433,7 +479,10 @@ def _batches(
     inputs = bench.val_inputs
     index = torch.tensor(chosen, dtype=torch.long, device=inputs.device)
     inputs = inputs[index]
-    targets = loss_targets(bench)[index] if labels else None
+    if bench.task == "embedding":  # explained: the similarity to the dense embeddings
+        targets = bench.dense_outputs[index]
+    else:
+        targets = loss_targets(bench)[index] if labels else None
     size = bench.batch_size
     return [
         (inputs[i : i + size], None if targets is None else targets[i : i + size])
@@ -489,11 +538,6 @@ def iter_layer_importance(
                 f"unknown layer {unknown[0]!r}; prunable layers are: {', '.join(by_name)}"
             )
         wanted = [by_name[name] for name in layers]
-    if spec.uses_gradients and not bench.val_inputs.is_floating_point():
-        raise ExplainError(
-            f"{spec.label} needs gradients with respect to the inputs, and these are integers "
-            "(token ids, say); use Activation"
-        )
     state = plan_key(plan)
     key = (method, state, chosen, tuple(layer.name for layer in wanted), target, n_steps)
     found = cached(bench, "layer_importance", key)
@@ -504,7 +548,9 @@ def iter_layer_importance(
     copy = model_copy(bench, state)
     classification = bench.task == "classification"
     batches = _batches(bench, chosen, labels=target == "true" and classification)
+    text = not bench.val_inputs.is_floating_point() and spec.uses_gradients
     with copy.lock:  # the hooks live on the shared copy
+        token = token_input(copy.model) if text else None
         hooked = (
             hooked_layers(copy.model, wanted)
             if layers is not None
@@ -518,6 +564,8 @@ def iter_layer_importance(
             classification=classification,
             n_steps=n_steps,
             budget=bench.batch_size,
+            embedding=bench.task == "embedding",
+            token=token,
         )
         for event in events:
             if event.result is None:
@@ -668,15 +716,19 @@ def criterion_attribution(
     *,
     classification: bool,
     budget: int = 512,
+    task: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """Mean per-channel importance of every layer that is a module, on a copy of `model`.
 
     What the attribution criteria rank by: `layer_importance(bench, method,
     samples=CRITERION_SAMPLES, n_steps=CRITERION_STEPS)` on the dense model gives the same
-    numbers. The target is each sample's predicted class (a regressor's single output).
+    numbers. The target is each sample's predicted class (a regressor's single output; an
+    embedding model's similarity to its own embedding). Token ids enter at the embeddings.
     """
     chosen = torch.tensor(subset_indices(CRITERION_SAMPLES, len(inputs)), device=inputs.device)
     private = _private_copy(model).eval()  # hooks never touch the engine's model
+    gradients = get_layer_method(method).uses_gradients
+    token = token_input(private) if gradients and not inputs.is_floating_point() else None
     totals = run_to_end(
         iter_channel_attribution(
             Forward(private),
@@ -686,6 +738,8 @@ def criterion_attribution(
             classification=classification,
             n_steps=CRITERION_STEPS,
             budget=budget,
+            embedding=task == "embedding",
+            token=token,
         )
     )
     n = int(totals.pop("__samples__"))
