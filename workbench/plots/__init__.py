@@ -34,6 +34,7 @@ from workbench.plots.importance import (
     overlap_curve,
     removal_strip,
     signal_maps,
+    token_maps,
 )
 from workbench.plots.sensitivity import (
     PROPOSAL_COLORS,
@@ -77,6 +78,7 @@ __all__ = [
     "search_plots",
     "signal_maps",
     "style",
+    "token_maps",
     "tolerance_bars",
     "weight_heatmap",
 ]

@@ -182,6 +182,62 @@ def signal_maps(
     return _style(fig, cell * n + 50)
 
 
+#: Token cells: lighter ends than the maps' scale, so the token drawn on a cell stays legible.
+TOKEN_SCALE = [[0.0, "#3B82F6"], [0.5, "#FFFFFF"], [1.0, "#EF4444"]]
+
+
+def token_maps(
+    tokens: Sequence[Sequence[str]],
+    dense: Sequence[np.ndarray],
+    pruned: Sequence[np.ndarray],
+    titles: Sequence[tuple[str, str]],
+    per_line: int = 12,
+) -> go.Figure:
+    """Per sample, its tokens in reading order (wrapped every `per_line`), each cell coloured by
+    its attribution: the dense model's block above the pruned one's, both on the sample's one
+    colour scale. `tokens[i]` are sample i's real tokens, `dense[i]`/`pruned[i]` their scores."""
+    n = len(tokens)
+    lines = [max(1, -(-len(t) // per_line)) for t in tokens]
+    heights = [h for count in lines for h in (count, count)]
+    fig = make_subplots(
+        rows=2 * n,
+        cols=1,
+        subplot_titles=[t for pair in titles for t in pair],
+        row_heights=[h / sum(heights) for h in heights],
+        vertical_spacing=min(0.06, 0.5 / max(2 * n, 1)) if n > 1 else 0.12,
+    )
+    for i in range(n):
+        limit = _limit(np.asarray(dense[i]), np.asarray(pruned[i]))
+        cells = lines[i] * per_line
+        words = np.array(list(tokens[i]) + [""] * (cells - len(tokens[i])), dtype=object)
+        for block, values in ((0, dense[i]), (1, pruned[i])):
+            padded = np.full(cells, np.nan)
+            padded[: len(values)] = values
+            fig.add_heatmap(
+                z=(padded / limit).reshape(lines[i], per_line),
+                customdata=padded.reshape(lines[i], per_line),
+                text=words.reshape(lines[i], per_line),
+                texttemplate="%{text}",
+                textfont=dict(size=12, color="#0F172A"),
+                coloraxis="coloraxis",
+                xgap=2,
+                ygap=2,
+                hovertemplate="%{text}<br>attribution %{customdata:.4g}<extra></extra>",
+                row=2 * i + block + 1,
+                col=1,
+            )
+    total = sum(heights)
+    axis = _attribution_axis("attribution<br>(scaled per<br>sample)", 260 / (34 * total + 60 * n))
+    axis["colorscale"] = TOKEN_SCALE
+    fig.update_layout(coloraxis=axis)
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
+    fig.update_yaxes(
+        showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed"
+    )
+    fig.update_annotations(font_size=12, xanchor="left", x=0)
+    return _style(fig, 34 * total + 62 * n + 30)
+
+
 def feature_bars(
     dense: np.ndarray,
     pruned: np.ndarray,
