@@ -716,9 +716,10 @@ class Workbench:
                     outputs.append(as_output_tensor(result))
                 else:
                     saved[stop].append(result)
+                    if b == 0:  # at each cut: what is held never outgrows the budget
+                        saved = self._fit_budget(saved, len(self._inputs))
                     env, position = result, stop
-            if b == 0 and saved:
-                saved = self._fit_budget(saved, len(self._inputs))
+            if b == 0:
                 stops = [*sorted(saved), self._runner.end]
         with self._lock:
             # Shallow first: the deep cuts (small live sets, long prefixes saved) are the most
@@ -737,9 +738,13 @@ class Workbench:
 
     def _fit_budget(self, saved: dict[int, list], n_batches: int) -> dict[int, list]:
         """Drop cuts whose live sets would not fit the cache, judged from the first batch:
-        the deepest are kept first (they save the most work for their bytes)."""
+        the deepest are kept first (they save the most work for their bytes); cuts the batch
+        has not reached yet stay."""
         kept, room = {}, self._activations.budget
         for cut in sorted(saved, reverse=True):
+            if not saved[cut]:
+                kept[cut] = saved[cut]
+                continue
             estimate = _env_bytes(saved[cut][0]) * n_batches
             if estimate <= room:
                 kept[cut] = saved[cut]
