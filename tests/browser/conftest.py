@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -109,6 +110,25 @@ def artifacts_path() -> Path:
     """``test-artifacts/`` at the repo root, created on demand."""
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS_DIR
+
+
+def card_value(page: Page, label: str) -> Locator:
+    """The value of the first metric card whose label is exactly `label`."""
+    label_re = re.compile(rf"^\s*{re.escape(label)}\s*$")
+    metric = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").filter(has_text=label_re)
+    )
+    return metric.first.get_by_test_id("stMetricValue")
+
+
+def card(page: Page, label: str) -> str:
+    """The text of `card_value`."""
+    return card_value(page, label).inner_text().strip()
+
+
+def layer_slider(page: Page, layer: str) -> Locator:
+    """The Prune page's slider of `layer`."""
+    return page.get_by_role("slider", name=re.compile(rf"^{re.escape(layer)} ·"))
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 import workbench as wb
 
-from .conftest import screenshot, wait_for_app
+from .conftest import layer_slider, screenshot, wait_for_app
 
 PLANS = ("features.2:0.5", "features.2:0.9,classifier.1:0.9", "classifier.1:0.95")
 
@@ -26,10 +26,6 @@ def card(page: Page, label: str):
     return page.get_by_test_id("stMetric").filter(
         has=page.get_by_test_id("stMetricLabel").filter(has_text=re.compile(rf"^\s*{label}\s*$"))
     )
-
-
-def layer_slider(page: Page, layer: str):
-    return page.get_by_role("slider", name=re.compile(rf"^{re.escape(layer)} ·"))
 
 
 def test_keep_three_compare_two_and_click_the_frontier(page: Page, server: str) -> None:
@@ -49,7 +45,9 @@ def test_keep_three_compare_two_and_click_the_frontier(page: Page, server: str) 
     demo = wb.load_demo("digits-cnn")
     bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
     reports = [
-        bench.evaluate(wb.PruningPlan({n: float(v) for n, v in (p.split(":") for p in s.split(","))}))
+        bench.evaluate(
+            wb.PruningPlan({n: float(v) for n, v in (p.split(":") for p in s.split(","))})
+        )
         for s in PLANS
     ]
     # Compare: the newest run (second) against the one before it (first).

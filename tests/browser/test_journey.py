@@ -10,26 +10,13 @@ from playwright.sync_api import Browser, Page
 
 import workbench as wb
 
-from .conftest import install_idle_tracker, screenshot, wait_for_app
+from .conftest import card, install_idle_tracker, layer_slider, screenshot, wait_for_app
 
 
 @pytest.fixture(scope="module")
 def bench() -> wb.Workbench:
     demo = wb.load_demo("digits-cnn")
     return wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
-
-
-def card(page: Page, label: str) -> str:
-    """The value of the metric card whose label is exactly `label`."""
-    label_re = re.compile(rf"^\s*{re.escape(label)}\s*$")
-    metric = page.get_by_test_id("stMetric").filter(
-        has=page.get_by_test_id("stMetricLabel").filter(has_text=label_re)
-    )
-    return metric.get_by_test_id("stMetricValue").inner_text().strip()
-
-
-def layer_slider(page: Page, layer: str):
-    return page.get_by_role("slider", name=re.compile(rf"^{re.escape(layer)} ·"))
 
 
 def drag_by_keyboard(page: Page, layer: str, presses: int) -> int:

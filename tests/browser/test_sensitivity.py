@@ -9,16 +9,7 @@ from playwright.sync_api import Page
 import workbench as wb
 from workbench.analysis import solve_budget
 
-from .conftest import screenshot, wait_for_app
-
-
-def card(page: Page, label: str) -> str:
-    """The value of the first metric card whose label is exactly `label`."""
-    label_re = re.compile(rf"^\s*{re.escape(label)}\s*$")
-    metric = page.get_by_test_id("stMetric").filter(
-        has=page.get_by_test_id("stMetricLabel").filter(has_text=label_re)
-    )
-    return metric.first.get_by_test_id("stMetricValue").inner_text().strip()
+from .conftest import card, screenshot, wait_for_app
 
 
 def test_scan_propose_and_apply_on_the_prune_page(page: Page, streamlit_server: str) -> None:

@@ -4,13 +4,11 @@ numbers, and the Sensitivity page scans it."""
 
 from __future__ import annotations
 
-import re
-
 from playwright.sync_api import Page
 
 import workbench as wb
 
-from .conftest import screenshot, wait_for_app
+from .conftest import card, screenshot, wait_for_app
 
 DEMO = "minilm-topics"
 QUERY = "encoder.model.encoder.layer.5.attention.self.query"
@@ -24,14 +22,6 @@ def _open(page: Page, server: str, path: str) -> None:
     page.goto(f"{server}/{path}")
     wait_for_app(page, timeout_ms=180_000)
     assert page.get_by_test_id("stException").count() == 0
-
-
-def _card(page: Page, label: str) -> str:
-    label_re = re.compile(rf"^\s*{re.escape(label)}\s*$")
-    metric = page.get_by_test_id("stMetric").filter(
-        has=page.get_by_test_id("stMetricLabel").filter(has_text=label_re)
-    )
-    return metric.first.get_by_test_id("stMetricValue").inner_text().strip()
 
 
 def test_the_weights_page_draws_every_layer(page: Page, streamlit_server: str) -> None:
@@ -49,8 +39,8 @@ def test_the_prune_page_cuts_heads_with_the_apis_numbers(page: Page, streamlit_s
     demo = wb.load_demo(DEMO)
     bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
     plan = wb.PruningPlan({QUERY: 0.5}, granularity="group")
-    assert _card(page, "Accuracy") == f"{bench.evaluate(plan).metrics['accuracy']:.2%}"
-    assert _card(page, "Compacted params") == f"{wb.compact(bench, plan).params:,}"
+    assert card(page, "Accuracy") == f"{bench.evaluate(plan).metrics['accuracy']:.2%}"
+    assert card(page, "Compacted params") == f"{wb.compact(bench, plan).params:,}"
     screenshot(page, "text-prune-heads")
 
 

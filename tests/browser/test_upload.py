@@ -8,12 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 import workbench as wb
 from tests.helpers import Touch, tabular_files
 
-from .conftest import screenshot, wait_for_app
+from .conftest import card, card_value, screenshot, wait_for_app
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +26,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def bench() -> wb.Workbench:
     demo = wb.load_demo("tabular-mlp")
     return wb.Workbench(demo.model, demo.val)
-
-
-def card_value(page: Page, label: str) -> Locator:
-    label_re = re.compile(rf"^\s*{re.escape(label)}\s*$")
-    metric = page.get_by_test_id("stMetric").filter(
-        has=page.get_by_test_id("stMetricLabel").filter(has_text=label_re)
-    )
-    return metric.get_by_test_id("stMetricValue")
-
-
-def card(page: Page, label: str) -> str:
-    return card_value(page, label).inner_text().strip()
 
 
 def open_load_page(page: Page, server: str) -> None:
