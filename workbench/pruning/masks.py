@@ -95,10 +95,11 @@ class MaskBuilder:
                 leader = plan.sparsity.get(group.leader, 0.0)
                 if sparsity != leader:
                     others = [n for n in group.names if n != name]
+                    why = "one attention block" if group.unit == "head" else "added together"
                     skipped[name] = (
-                        f"{name} shares its channels with {', '.join(others)} (they are added "
-                        f"together), so it is cut with their group at {group.leader}'s "
-                        f"{leader:.0%}, not at its own {sparsity:.0%}"
+                        f"{name} shares its {group.unit}s with {', '.join(others)} ({why}), so "
+                        f"it is cut with their group at {group.leader}'s {leader:.0%}, not at "
+                        f"its own {sparsity:.0%}"
                     )
         return skipped
 
