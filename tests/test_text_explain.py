@@ -279,3 +279,63 @@ def test_integrated_gradients_completeness_on_minilm_topics() -> None:
 
 #: Steps of Integrated Gradients on the real demo (its 6 layers need more than the default 50).
 STEPS_REAL = 150
+
+
+# ---- the Importance page on the text demo ---------------------------------------------------
+
+
+def _array(value: object) -> np.ndarray:
+    """A figure's array as Plotly's JSON has it: a list, or a base64 typed array."""
+    if isinstance(value, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value, dtype=float)
+
+
+def test_importance_page_draws_token_heatmaps_of_minilm_topics() -> None:
+    import plotly.io
+    from streamlit.testing.v1 import AppTest
+
+    demo_name, layer = "minilm-topics", "encoder.model.encoder.layer.0.intermediate.dense"
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=600)
+    at.query_params["demo"] = demo_name
+    at.query_params["sp"] = f"{layer}:0.5"
+    at.run()
+    at.switch_page("pages/importance.py").run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    method = at.selectbox(key=f"imp-method:{demo_name}:")
+    # Text: the embedding methods only, the one-backward-pass one first.
+    assert method.options == ["Input × Gradient", "Integrated Gradients", "Saliency"]
+    assert any("input embeddings" in c.value for c in at.caption)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    figure = plotly.io.from_json(charts[0].proto.spec)
+    heatmaps = [t for t in figure.data if t.type == "heatmap"]
+    assert len(heatmaps) == 8  # four samples, dense and pruned
+    demo = wb.load_demo(demo_name)
+    bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
+    plan = wb.PruningPlan({layer: 0.5})
+    expected = [ex.attribute(bench, [0, 1, 2, 3], "input_x_gradient", plan=p) for p in (None, plan)]
+    for i in range(4):
+        ids = bench.val_inputs[i]
+        real = ids != demo.tokenizer.pad_token_id
+        words = demo.tokenizer.tokens(ids[real])
+        for block, result in enumerate(expected):
+            trace = heatmaps[2 * i + block]
+            cells = [str(w) for row in trace.text for w in row]
+            assert cells[: len(words)] == words and not any(cells[len(words) :])
+            shown = _array(trace.customdata).reshape(-1)[: len(words)]
+            np.testing.assert_allclose(
+                shown, result.attributions[i][real].numpy(), rtol=1e-5, atol=1e-9
+            )
+    assert words[0] == "[CLS]"
+    table = at.dataframe[0].value
+    assert list(table["index"]) == [0, 1, 2, 3]
+    # The layer tab through the embeddings, on a few samples.
+    at.session_state[f"imp-layer-samples:{demo_name}:"] = 4
+    at.session_state[f"imp-layer-method:{demo_name}:"] = "gradient_x_activation"
+    at.session_state[f"imp-tab:{demo_name}:"] = "Layer importance"
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert len(at.get("plotly_chart")) >= 4

@@ -65,3 +65,11 @@ def training_data(key: str) -> Any | None:
         return uploads[key].train
     train = demo(key).train
     return train if len(train) else None
+
+
+def tokenizer(key: str) -> Any | None:
+    """A demo text model's tokenizer (ids back to token strings); None for other models and
+    for uploads, which keep no tokenizer (their maps name tokens by id)."""
+    if key in state.uploads():
+        return None
+    return demo(key).tokenizer

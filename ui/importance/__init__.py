@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench import ModelInfo, PruningPlan, Workbench
+from workbench.explain import resolve_input_kind
 
 #: Charts without Plotly's toolbar.
 NO_BAR = {"displayModeBar": False}
@@ -41,6 +42,16 @@ class Context:
     @property
     def class_names(self) -> list[str]:
         return list(self.info.class_names) or list(self.bench.class_names)
+
+    @property
+    def text(self) -> bool:
+        """Token ids: explained at the model's input embeddings."""
+        return not self.bench.val_inputs.is_floating_point()
+
+    @property
+    def input_kind(self) -> str:
+        shape = tuple(self.info.input_shape) or tuple(self.bench.val_inputs.shape[1:])
+        return resolve_input_kind(self.info.input_kind, shape, integer=self.text)
 
     @property
     def n_samples(self) -> int:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import workbench.explain as ex
-from ui import state, widgets
+from ui import loaders, state, widgets
 from ui.guard import guard
 from ui.importance import NO_BAR, Context
 from ui.importance.samples import DEFAULT_SAMPLES, method_settings, pick_samples
@@ -24,12 +24,20 @@ EXPLAIN = (
 )
 
 
-def titles(table: pd.DataFrame, kind: str, classification: bool) -> list[tuple[str, ...]]:
+def titles(
+    table: pd.DataFrame, kind: str, classification: bool, embedding: bool = False
+) -> list[tuple[str, ...]]:
     """Subplot titles: the sample and its label, then each model's prediction and delta."""
 
     def said(row: Any, model: str) -> str:
         prediction = row[f"{model}_prediction"]
-        text = f"{model}: {prediction}" if classification else f"{model}: {prediction:,.1f}"
+        text = (
+            f"{model}: {prediction}"
+            if classification
+            else f"{model}: similarity {prediction:.3f}"
+            if embedding
+            else f"{model}: {prediction:,.1f}"
+        )
         if classification:
             text += f" ({row[f'{model}_confidence']:.0%})"
         delta = row.get(f"{model}_delta")
@@ -42,7 +50,7 @@ def titles(table: pd.DataFrame, kind: str, classification: bool) -> list[tuple[s
         label = row.get("label")
         head = f"#{row['index']}" + (
             ""
-            if label is None or (not classification and pd.isna(label))
+            if label is None or embedding or (not classification and pd.isna(label))
             else f" · true {label}"
             if classification
             else f" · true {label:,.1f}"
@@ -54,9 +62,19 @@ def titles(table: pd.DataFrame, kind: str, classification: bool) -> list[tuple[s
     return out
 
 
-def summary_table(table: pd.DataFrame, classification: bool) -> None:
+def summary_table(table: pd.DataFrame, classification: bool, embedding: bool = False) -> None:
     value = st.column_config.NumberColumn  # regression: values in the target's units
+    if embedding:  # the explained output is the similarity to the dense embedding
+        table = table.drop(columns=[c for c in table if c == "label"])
+        names = {"dense_prediction": "dense_similarity", "pruned_prediction": "pruned_similarity"}
+        table = table.rename(columns=names)
     config: dict[str, Any] = {
+        "dense_similarity": value(
+            "Dense similarity", format="%.3f", help="Cosine to the dense embedding (itself: 1)."
+        ),
+        "pruned_similarity": value(
+            "Pruned similarity", format="%.3f", help="Cosine to the dense model's embedding."
+        ),
         "index": st.column_config.NumberColumn("Sample"),
         "label": "True" if classification else value("True", format="%.1f"),
         "dense_prediction": "Dense predicts"
@@ -94,7 +112,10 @@ def summary_table(table: pd.DataFrame, classification: bool) -> None:
 def _controls(ctx: Context) -> tuple[str, str, int]:
     """The method, what to explain (predicted class or true label) and how many samples."""
     shape = tuple(ctx.info.input_shape) or tuple(ctx.bench.val_inputs.shape[1:])
-    methods = ex.applicable_methods(ctx.info.input_kind, shape)
+    methods = ex.applicable_methods(ctx.info.input_kind, shape, ctx.bench.task, integer=ctx.text)
+    if ctx.text and "input_x_gradient" in methods:
+        # First on text: one backward pass through a transformer, where IG costs n_steps.
+        methods.insert(0, methods.pop(methods.index("input_x_gradient")))
     top = st.columns([1.2, 0.9, 0.7], vertical_alignment="bottom")
     method = widgets.pick(top[0], "Method", ex.ATTRIBUTION_METHODS, "imp-method", methods)
     target = "predicted"
@@ -117,13 +138,32 @@ def _controls(ctx: Context) -> tuple[str, str, int]:
     return method, target, cap
 
 
+def _token_rows(
+    ctx: Context, dense: ex.MapView, pruned: ex.MapView
+) -> tuple[list[list[str]], list[Any], list[Any]]:
+    """Each sample's real tokens as text (token ids without a tokenizer) and their scores."""
+    tokenizer = loaders.tokenizer(ctx.key)
+    words, first, second = [], [], []
+    rows = zip(dense.inputs, dense.tokens, dense.values, pruned.values, strict=True)
+    for ids, kept, a, b in rows:
+        real = ids[kept]
+        words.append(tokenizer.tokens(real) if tokenizer is not None else [f"#{i}" for i in real])
+        first.append(a[kept])
+        second.append(b[kept])
+    return words, first, second
+
+
 @st.fragment
 def render(ctx: Context) -> None:
     bench, info, plan = ctx.bench, ctx.info, ctx.plan
     method, target, cap = _controls(ctx)
     spec = ex.ATTRIBUTION_METHODS[method]
     st.markdown(f"**{spec.label}.** {spec.description} [Captum documentation ↗]({spec.url})")
-    options = method_settings(spec)
+    if ctx.text:
+        st.caption(ex.TEXT_NOTE)
+    if bench.task == "embedding":
+        st.caption(ex.EMBEDDING_NOTE)
+    options = method_settings(spec, ctx.input_kind)
     indices = pick_samples(ctx, cap)
     if not indices:
         st.info("Pick at least one sample to explain.", icon=":material/touch_app:")
@@ -149,9 +189,16 @@ def render(ctx: Context) -> None:
 def _draw(ctx: Context, spec: ex.AttributionMethod, dense: Any, pruned: Any, count: int) -> None:
     table = ex.compare(dense, pruned, ctx.class_names)
     dense_view, pruned_view = ex.map_view(dense), ex.map_view(pruned)
-    heads = titles(table, dense_view.kind, ctx.classification)  # one row of titles per sample
+    embedding = ctx.bench.task == "embedding"
+    heads = titles(table, dense_view.kind, ctx.classification, embedding)  # a row per sample
     maps = (dense_view.inputs, dense_view.values, pruned_view.values)  # both over the inputs
-    if dense_view.kind == "image":
+    if dense_view.kind == "text":
+        figure = plots.token_maps(*_token_rows(ctx, dense_view, pruned_view), heads)
+        how = (
+            "Each sample's tokens in reading order, coloured by their attribution: the dense "
+            "model's above, the pruned model's below."
+        )
+    elif dense_view.kind == "image":
         figure = plots.image_maps(*maps, heads, cell=230 if count > 1 else 300)
         how = (
             "Left: the input. Middle and right: the dense and the pruned model's maps over it "
@@ -173,7 +220,7 @@ def _draw(ctx: Context, spec: ex.AttributionMethod, dense: Any, pruned: Any, cou
         "share one colour scale, so they compare directly."
     )
     st.plotly_chart(figure, width="stretch", config=NO_BAR)
-    summary_table(table, ctx.classification)
+    summary_table(table, ctx.classification, embedding)
     if spec.has_delta:
         st.caption(
             "δ (convergence delta): the attributions' sum minus f(input) − f(baseline). "

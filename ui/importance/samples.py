@@ -24,14 +24,15 @@ def class_samples(_bench: Any, token: str, label: int) -> list[int]:
     return ex.samples_of_class(_bench, label)
 
 
-def method_settings(spec: ex.AttributionMethod) -> dict[str, Any]:
-    """The method's parameters, as widgets built from their declared specs."""
+def method_settings(spec: ex.AttributionMethod, kind: str) -> dict[str, Any]:
+    """The method's parameters for this kind of input, as widgets built from their specs."""
     options: dict[str, Any] = {}
-    if not spec.params:
+    params = spec.params_for(kind)
+    if not params:
         return options
     with st.expander(f"Settings of {spec.label}"):
-        columns = st.columns(len(spec.params))
-        for column, param in zip(columns, spec.params, strict=True):
+        columns = st.columns(len(params))
+        for column, param in zip(columns, params, strict=True):
             widget_key = state.widget_key(f"imp-param-{spec.name}", param.name)
             if param.choices:
                 options[param.name] = column.selectbox(

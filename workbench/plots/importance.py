@@ -307,12 +307,15 @@ def channel_grid(table: pd.DataFrame, columns: int = 3) -> go.Figure:
     """Small multiples: every layer's channels by importance, removed channels in red."""
     layers = list(dict.fromkeys(table["layer"]))
     rows = -(-len(layers) // columns)
+    height = 200 * rows + 40
+    # Row gaps in pixels (room for the next row's titles): as a fixed fraction, 37 layers
+    # (minilm-topics) ask for more than the whole figure and plotly refuses.
     fig = make_subplots(
         rows=rows,
         cols=columns,
         subplot_titles=layers,
         horizontal_spacing=0.06,
-        vertical_spacing=0.12 if rows > 1 else 0.2,
+        vertical_spacing=60 / height if rows > 1 else 0.2,
     )
     for i, layer in enumerate(layers):
         part = table[table["layer"] == layer].sort_values(
@@ -330,7 +333,7 @@ def channel_grid(table: pd.DataFrame, columns: int = 3) -> go.Figure:
         )
     fig.update_layout(bargap=0.05)
     fig.update_annotations(font_size=12)
-    return _style(fig, 200 * rows + 40)
+    return _style(fig, height)
 
 
 def importance_heatmap(*args: Any, **options: Any) -> go.Figure:
