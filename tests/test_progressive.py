@@ -5,11 +5,13 @@ the exact report that replaces it, and cancelled evaluations that leave nothing 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score
+from streamlit.testing.v1 import AppTest
 from torch.nn.utils import prune
 
 import workbench as wb
@@ -22,6 +24,7 @@ from workbench.evaluate.estimate import (
 )
 from workbench.evaluate.workbench import EvaluationCancelled
 
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 F64 = torch.finfo(torch.float64).eps
 # Metrics are float64 reductions of float32 logits: two evaluations of the same outputs agree
 # to float64 rounding; outputs of differently shaped batches to float32 rounding.
@@ -175,3 +178,58 @@ def test_the_small_demos_never_show_an_estimate(name: str) -> None:
             plan = wb.PruningPlan(sparsity={layer: sparsity})
             events = list(evaluate_iter(bench, plan))
             assert [e.estimate for e in events] == [None], (layer, sparsity)
+
+
+# ---- the Prune page ----------------------------------------------------------------------------
+
+
+def _prune_page(demo: str = "digits-cnn") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["demo"] = demo
+    at.run()
+    at.switch_page("pages/prune.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _slider(at: AppTest, layer: str):
+    return next(s for s in at.slider if s.label.startswith(f"{layer} ·"))
+
+
+def test_prune_page_shows_the_estimate_then_the_exact_numbers(monkeypatch) -> None:
+    from ui.prune import exact
+
+    monkeypatch.setattr(exact, "BUDGET", 0.0)  # every step is "slow"
+    monkeypatch.setattr(exact, "WAIT_SECONDS", 0.0)  # draw the estimate, do not wait here
+    at = _prune_page()
+    _slider(at, "features.2").set_value(70).run()
+    assert not at.exception, [e.value for e in at.exception]
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val)
+    plan = wb.PruningPlan({"features.2": 0.7})
+    estimate = estimator(bench).estimate(plan)
+    half = estimate.half_width("accuracy") * 100
+    assert _metric(at, "Accuracy") == f"≈ {estimate.metrics['accuracy']:.1%} ± {half:.1f}"
+    assert any("Exact numbers coming" in p.proto.text for p in at.get("progress"))
+    # sizes need no data: exact at once
+    report = bench.evaluate(plan)
+    assert _metric(at, "Non-zero params") == f"{report.size['nonzero_params']:,}"
+    at.session_state["exact"]["digits-cnn"].wait(plan, 60)
+    at.run()
+    assert _metric(at, "Accuracy") == f"{report.metrics['accuracy']:.2%}"
+    assert not at.get("progress")
+
+
+def test_prune_page_on_a_small_demo_shows_exact_numbers_only() -> None:
+    at = _prune_page()
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val)
+    for value in (30, 31, 32, 60):
+        _slider(at, "features.0").set_value(value).run()
+        report = bench.evaluate(wb.PruningPlan({"features.0": value / 100}))
+        assert _metric(at, "Accuracy") == f"{report.metrics['accuracy']:.2%}"
+        assert not at.get("progress")

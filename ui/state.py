@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ _TOUCHED = "touched"  # {demo: the layer whose slider moved last}
 _UPLOADS = "uploads"  # {key: Upload}: models this session brought; never shared
 _NOTICES = "notices"  # what a link or a stale plan lost, and why: shown once, then cleared
 _RECOVERIES = "recoveries"  # {model key: [ui.recover.job.Job]}: this session's recovery runs
+_EXACT = "exact"  # {model key: ui.prune.exact.ExactWorker}: the Prune page's exact evaluations
 _UNDO = "undo"  # {demo: ([earlier plans], [undone plans])}: undo / redo of plan changes
 _UNDO_DEPTH = 100  # plans an undo can go back through
 _SESSION = "session_id"  # a random id: the runs kept for this session's uploads carry it
@@ -246,6 +247,15 @@ def recoveries() -> list[Any]:
     """This session's recovery runs on the current model, oldest first (append to start one)."""
     _init()
     return st.session_state[_RECOVERIES].setdefault(demo(), [])
+
+
+def exact_worker(make: Callable[[], Any]) -> Any:
+    """This session's exact-evaluation worker for the current model (`make()` the first)."""
+    _init()
+    workers = st.session_state.setdefault(_EXACT, {})
+    if demo() not in workers:
+        workers[demo()] = make()
+    return workers[demo()]
 
 
 def lesson() -> tuple[str, int] | None:

@@ -10,8 +10,9 @@ import streamlit as st
 from ui import loaders, state
 from ui.text import plain
 from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Report
+from workbench.evaluate.estimate import Estimate
 from workbench.evaluate.metrics import METRICS
-from workbench.plots._format import format_bytes, format_delta, format_metric
+from workbench.plots._format import format_bytes, format_delta, format_metric, is_percent
 
 #: Each metric's label, from the core's metric registry.
 METRIC_LABELS = {name: metric.label for name, metric in METRICS.items()}
@@ -20,6 +21,14 @@ fmt_delta = format_delta
 
 
 fmt_bytes = format_bytes
+
+
+def fmt_estimate(name: str, estimate: Estimate) -> str:
+    """A metric as "≈ 91.2% ± 1.4" (points for a share): half its bootstrap interval."""
+    value, half = estimate.metrics[name], estimate.half_width(name)
+    if is_percent(name):
+        return f"≈ {value:.1%} ± {half * 100:.1f}"
+    return f"≈ {value:.3g} ± {half:.2g}"
 
 
 def fmt_count(n: float) -> str:
@@ -94,8 +103,9 @@ def _color(delta: float, color: str) -> str:
     return "off" if delta == 0 else color
 
 
-def metric_cards(report: Report, dense_only: bool = False) -> None:
-    """Headline metrics with deltas against the dense model."""
+def metric_cards(report: Report | Estimate, dense_only: bool = False) -> None:
+    """Headline metrics with deltas against the dense model; an estimate's marked "≈" with
+    the half width of its interval."""
     metrics = report.dense_metrics if dense_only else report.metrics
     names = [PRIMARY_METRIC[report.task]] + [
         m
@@ -105,11 +115,12 @@ def metric_cards(report: Report, dense_only: bool = False) -> None:
     if dense_only:
         names = [n for n in names if not n.startswith("agreement")]
     columns = st.columns(len(names))
+    estimated = isinstance(report, Estimate)
     for column, name in zip(columns, names, strict=True):
         delta = None if dense_only else report.delta(name)
         column.metric(
             METRIC_LABELS.get(name, name),
-            fmt_metric(name, metrics[name]),
+            fmt_estimate(name, report) if estimated else fmt_metric(name, metrics[name]),
             delta=None if delta is None else fmt_delta(name, delta),
             delta_color=_color(
                 delta or 0.0, "normal" if HIGHER_IS_BETTER.get(name, True) else "inverse"

@@ -10,7 +10,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from ui import loaders, state, widgets
 from ui.guard import guard
-from ui.prune import experiments
+from ui.prune import exact, experiments
 from ui.prune.callbacks import (
     _on_option,
     _reset,
@@ -19,7 +19,7 @@ from ui.prune.callbacks import (
 from ui.prune.controls import _layer_controls
 from ui.prune.results import _results
 from ui.ship import section as ship
-from workbench import CRITERIA, GRANULARITIES, SCOPES, PruningPlan
+from workbench import CRITERIA, GRANULARITIES, SCOPES, PruningPlan, Report
 
 
 @st.fragment
@@ -49,23 +49,26 @@ def render() -> None:
 
     # The sliders are drawn whatever happens to the evaluation: a control that vanishes on an
     # error comes back empty (Streamlit forgets the state of widgets it did not draw).
-    report = None
+    shown = None  # the exact report, or an estimate while the exact numbers are coming
     with guard("This plan cannot be evaluated") as outcome:
         # e.g. a criterion that cannot score one of this model's layers (a PlanError)
-        report = bench.evaluate(plan)
+        shown = exact.evaluation(bench, plan)
     if outcome.failed:
         st.button("Back to dense, keep the settings", on_click=_reset)
-    if report is not None:
-        widgets.metric_cards(report)
-        widgets.size_cards(report, speeds_up=granularity.structured)
-        ship.compact_cards(plan, report)  # a channel plan: the physically smaller model
+    report = shown if isinstance(shown, Report) else None
+    if shown is not None:
+        widgets.metric_cards(shown)
+        if not isinstance(shown, Report):
+            exact.coming(bench, shown)  # says it is an estimate; redraws when exact
+        widgets.size_cards(shown, speeds_up=granularity.structured)  # sizes are always exact
+        ship.compact_cards(plan, shown)  # a channel plan: the physically smaller model
     experiments.render(report)  # undo / redo, Keep, the recent runs
     left, right = st.columns([1, 1.9], gap="large")
     with left:
         _layer_controls(plan, report, global_scope)
-    if report is not None:
+    if shown is not None:
         with right:
-            _results(plan, report)
+            _results(plan, shown)
         ship.render(plan)
 
 

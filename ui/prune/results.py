@@ -7,10 +7,14 @@ import streamlit as st
 from ui import loaders, state
 from ui.text import plain
 from workbench import GRANULARITIES, PruningPlan, Report, plots
+from workbench.evaluate.estimate import Estimate
 from workbench.inspect import magnitude_cut, weight_histogram
 
 
-def _results(plan: PruningPlan, report: Report) -> None:
+def _results(plan: PruningPlan, report: Report | Estimate) -> None:
+    if isinstance(report, Estimate):
+        st.caption("The views of the plan come with its exact numbers.")
+        return
     bench = loaders.current()
     granularity = GRANULARITIES[plan.granularity]
     pruned_any = report.size["nonzero_params"] < report.dense_size["nonzero_params"]
