@@ -81,5 +81,23 @@ class SuffixForward:
 
 
 def graph_runner(bench: wb.Workbench) -> GraphRunner:
-    """A graph runner over the workbench's model and prunable layers, as the engine builds it."""
-    return GraphRunner(bench.model, bench.prunable_layers)
+    """A graph runner over the workbench's model and prunable layers, as the engine builds it
+    (its first batch is the example a model torch.fx cannot trace is exported with)."""
+    example = bench.val_inputs[:BATCH_SIZE]
+    return GraphRunner(bench.model, bench.prunable_layers, example=example)
+
+
+#: The real pretrained demo: a 22.6M-parameter transformer (timed apart: it is slow to run).
+TEXT_DEMO = "minilm-topics"
+
+
+def text_workload() -> tuple[str, nn.Module, Tensor, Tensor] | None:
+    """The pretrained text demo's name, model, validation inputs and targets; None when its
+    requirements (transformers, the weights package) are not installed."""
+    try:
+        demo = wb.load_demo(TEXT_DEMO)
+    except wb.WorkbenchError as error:
+        print(f"\n{TEXT_DEMO} skipped: {error}")
+        return None
+    inputs, targets = demo.val.tensors
+    return TEXT_DEMO, demo.model, inputs, targets

@@ -17,9 +17,15 @@ and checks that every step's engine metrics equal the naive evaluation's (accura
 benchmark reads it (so no background work overlaps the other timings) and prints how long that
 read waited ("size ms": zero when it was ready).
 
-Last, two sessions drag two layers of the scale workload on one workbench, one after the other
+Then two sessions drag two layers of the scale workload on one workbench, one after the other
 and then at once: each session's median step, alone and at once (with one lock around every
 evaluation, the last layer's steps would wait for the middle layer's), and the wall time.
+
+Last, the real pretrained demo `minilm-topics` (a 22.6M-parameter transformer, exported by the
+engine with torch.export since torch.fx cannot trace it): drags of the first, a middle and the
+last encoder layer (each block's query projection, so the suffix is that block onwards), and
+the peak memory (VmHWM) of a child process that builds a workbench on 256 texts of 32 tokens
+and drags them, against the bound: model, masks and activation budget plus 1 GiB.
 
     .venv/bin/python benchmarks/engine.py [--quick]
 """
@@ -27,6 +33,7 @@ evaluation, the last layer's steps would wait for the middle layer's), and the w
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 import statistics
 import sys
@@ -47,11 +54,14 @@ from torch.nn.utils import prune  # noqa: E402
 import workbench as wb  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     BATCH_SIZE,
+    TEXT_DEMO,
     SuffixForward,
     graph_runner,
     start_run,
+    text_workload,
     workloads,
 )
+from workbench.evaluate.workbench import DEFAULT_CACHE_BYTES  # noqa: E402
 
 STEPS = tuple(round(0.05 * i, 2) for i in range(1, 11))  # the slider's positions in a drag
 QUICK_STEPS = (0.1, 0.3, 0.5)
@@ -62,6 +72,14 @@ WARMUP_SPARSITY = 0.025
 # GOAL_MIDDLE on the middle one; engine/bound at most GOAL_BOUND_LAST on the last layer (issue
 # 17) and GOAL_BOUND elsewhere.
 GOAL_LAST, GOAL_MIDDLE, GOAL_BOUND, GOAL_BOUND_LAST = 30.0, 3.0, 1.3, 2.0
+# The text demo's drags: the first, a middle and the last encoder block, each from its first
+# prunable layer (issue 15: naive/engine at least 5× on the last, 1.5× on the middle).
+_BLOCK = "encoder.model.encoder.layer.{}.attention.self.query"
+TEXT_POSITIONS = {"first": _BLOCK.format(0), "middle": _BLOCK.format(3), "last": _BLOCK.format(5)}
+GOAL_TEXT_LAST, GOAL_TEXT_MIDDLE = 5.0, 1.5
+# The memory check's inputs (issue 15 #7): 256 texts of 32 tokens.
+MEMORY_TEXTS, MEMORY_TOKENS = 256, 32
+GIB = 1 << 30
 
 
 @dataclass
@@ -89,6 +107,11 @@ def main() -> None:
 
     report_goals(rows)  # the last workload's: the scale workload
     concurrent_sessions(*workload, steps)
+    text = text_workload()
+    if text is not None:
+        rows = bench_workload(*text, steps, positions=TEXT_POSITIONS)
+        report_goals(rows, TEXT_DEMO, {"last": GOAL_TEXT_LAST, "middle": GOAL_TEXT_MIDDLE})
+        text_memory(steps)
     print(
         f"\ntotal time {time.perf_counter() - started:.0f} s, "
         f"load average {os.getloadavg()[0]:.1f} at the end"
@@ -96,8 +119,14 @@ def main() -> None:
 
 
 def bench_workload(
-    name: str, model: nn.Module, inputs: Tensor, targets: Tensor, steps: tuple[float, ...]
+    name: str,
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    steps: tuple[float, ...],
+    positions: dict[str, str] | None = None,
 ) -> list[Row]:
+    """`positions`: {position: layer} to drag; default the first, middle and last layer."""
     # The engine's default activation budget (1 GiB): the scale workload's live sets at all its
     # cuts take 2.0 GiB, so the workbench keeps the deepest ones, as it would in the app.
     bench = wb.Workbench(model, (inputs, targets), batch_size=BATCH_SIZE, device="cpu")
@@ -114,6 +143,8 @@ def bench_workload(
         f"   dense forward of all samples: nn.Module {module_ms:.1f} ms, "
         f"engine's graph runner {runner_ms:.1f} ms"
     )
+    if bench.incremental_note:
+        print(f"   {bench.incremental_note}")
     header = (
         f"{'position':<8}  {'layer':<16}  {'engine ms':>9}  {'naive ms':>9}  {'bound ms':>9}  "
         f"{'naive/engine':>12}  {'engine/bound':>12}  {'identical':>9}  {'touch ms':>9}  "
@@ -121,7 +152,11 @@ def bench_workload(
     )
     print(header)
     print("-" * len(header))
-    positions = {"early": layers[0], "middle": layers[len(layers) // 2], "last": layers[-1]}
+    positions = positions or {
+        "early": layers[0],
+        "middle": layers[len(layers) // 2],
+        "last": layers[-1],
+    }
     rows = []
     for position, layer in positions.items():
         row = drag(bench, model, inputs, targets, position, layer, steps)
@@ -232,12 +267,15 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return result, (time.perf_counter() - start) * 1000
 
 
-def report_goals(rows: list[Row]) -> None:
-    """The issue's goals for the scale workload, met or missed."""
+def report_goals(
+    rows: list[Row], name: str = "the scale workload", goals: dict[str, float] | None = None
+) -> None:
+    """The issues' goals for a workload, met or missed: naive/engine per position (`goals`,
+    default the scale workload's), and on the scale workload engine/bound."""
     by_position = {row.position: row for row in rows}
-    print("\ngoals on the scale workload:")
+    print(f"\ngoals on {name}:")
     bounds = {"last": GOAL_BOUND_LAST}
-    for position, goal in (("last", GOAL_LAST), ("middle", GOAL_MIDDLE)):
+    for position, goal in (goals or {"last": GOAL_LAST, "middle": GOAL_MIDDLE}).items():
         row = by_position[position]
         value = row.naive_ms / row.engine_ms
         print(
@@ -245,6 +283,8 @@ def report_goals(rows: list[Row]) -> None:
             f"{'met' if value >= goal else 'MISSED'}  (no exact method can pass naive/bound "
             f"= {row.naive_ms / row.bound_ms:.2f}×)"
         )
+    if goals is not None:
+        return  # the engine/bound goals are the scale workload's
     for row in rows:
         value, goal = row.engine_ms / row.bound_ms, bounds.get(row.position, GOAL_BOUND)
         print(
@@ -301,6 +341,63 @@ def concurrent_sessions(
         shared_ms = statistics.median(ms for *_, ms in shared)
         print(f"   {layer:<16} median step alone {alone_ms:>9.2f} ms, at once {shared_ms:>9.2f} ms")
     print(f"   wall time: one after the other {apart_ms:.0f} ms, at once {together_ms:.0f} ms")
+
+
+def text_memory(steps: tuple[float, ...]) -> None:
+    """Peak resident memory of a fresh process that builds a workbench on the text demo (256
+    texts of 32 tokens) and drags its three encoder layers and a global plan, against the
+    bound: the model, its masks and the activation budget, plus 1 GiB."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        figures = pool.apply(_memory_child, (steps,))
+    bound = figures["model"] + figures["masks"] + DEFAULT_CACHE_BYTES + GIB
+    print(
+        f"\n== peak memory of a workbench on {TEXT_DEMO}, {MEMORY_TEXTS} texts of "
+        f"{MEMORY_TOKENS} tokens (a fresh process, VmHWM)"
+    )
+    print(
+        f"   process before the workbench {figures['before'] / GIB:.2f} GiB (Python, torch, "
+        f"transformers, the caller's model); after building it {figures['built'] / GIB:.2f} GiB"
+    )
+    print(
+        f"   peak {figures['peak'] / GIB:.2f} GiB after the drags and a global plan: activation "
+        f"cache {figures['cache'] / GIB:.2f} GiB (budget {DEFAULT_CACHE_BYTES / GIB:.2f}), model "
+        f"{figures['model'] / GIB:.3f} GiB, masks {figures['masks'] / GIB:.3f} GiB"
+    )
+    verdict = "met" if figures["peak"] <= bound else "MISSED"
+    print(f"   goal: peak <= model + masks + budget + 1 GiB = {bound / GIB:.2f} GiB: {verdict}")
+
+
+def _memory_child(steps: tuple[float, ...]) -> dict[str, int]:
+    demo = wb.load_demo(TEXT_DEMO)
+    x, y = demo.val.tensors
+    rows = torch.arange(MEMORY_TEXTS) % len(x)
+    inputs, targets = x[rows, :MEMORY_TOKENS].clone(), y[rows].clone()
+    before = _vm_bytes("VmRSS")
+    bench = wb.Workbench(demo.model, (inputs, targets), batch_size=BATCH_SIZE, device="cpu")
+    built = _vm_bytes("VmHWM")
+    for layer in TEXT_POSITIONS.values():
+        plan = wb.PruningPlan()
+        for sparsity in steps:
+            plan = plan.with_sparsity(layer, sparsity)
+            bench.evaluate(plan)
+    bench.evaluate(wb.PruningPlan.uniform(bench.layer_names, 0.5, scope="global"))
+    return {
+        "before": before,
+        "built": built,
+        "peak": _vm_bytes("VmHWM"),
+        "cache": bench._activations.used,  # reaching into the engine on purpose
+        "model": sum(t.numel() * t.element_size() for t in bench.model.state_dict().values()),
+        "masks": sum(layer.params for layer in bench.prunable_layers),  # one byte a weight
+    }
+
+
+def _vm_bytes(key: str) -> int:
+    """A figure of /proc/self/status (VmHWM: peak resident set; VmRSS: now), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
 
 
 if __name__ == "__main__":
