@@ -36,7 +36,7 @@ class DataStatistics:
     def taylor(self, layer: PrunableLayer) -> torch.Tensor:
         if self._taylor is None:
             self._taylor = self._compute_taylor()
-        return self._taylor[layer.weight_name]
+        return layer.logical(self._taylor[layer.weight_name])  # (out, in) as the masks
 
     def input_norm(self, layer: PrunableLayer) -> torch.Tensor:
         if self._input_sq is None:

@@ -115,8 +115,11 @@ class Workbench:
         self.task: Task = task or task_of(
             self._runner.run({"input": self._inputs[0]}, 0, self._runner.end, {})
         )
+        # (out, in, ...) for every layer, a transposed one's too (`PrunableLayer.logical`): masks
+        # and scores are laid out so; `PrunableLayer.stored` turns them back for the parameter.
         self._dense = {
-            layer.weight_name: _weight(self.model, self._runner, layer) for layer in layers
+            layer.weight_name: layer.logical(_weight(self.model, self._runner, layer))
+            for layer in layers
         }
         _check_finite(layers, self._dense)
         # Execution order: a change to a layer invalidates nothing that runs before it.
@@ -267,13 +270,15 @@ class Workbench:
         return list(self._layers)
 
     def dense_weight(self, layer: str) -> torch.Tensor:
-        """A layer's dense weight (read-only: do not modify it)."""
-        return self._dense[self._builder.layers[layer].weight_name]
+        """A layer's dense weight as its parameter stores it (read-only: do not modify it)."""
+        found = self._builder.layers[layer]
+        return found.stored(self._dense[found.weight_name])
 
     def masks(self, plan: PruningPlan) -> dict[str, torch.Tensor]:
         """{layer: bool mask shaped like its weight, True = kept} for every layer the plan names."""
         with self._lock:
-            return self._builder.masks(plan)
+            masks = self._builder.masks(plan)
+            return {name: self._builder.layers[name].stored(m) for name, m in masks.items()}
 
     def unit_scores(
         self, layer: str, method: str = "l1", granularity: str = "unstructured", seed: int = 0
@@ -389,7 +394,7 @@ class Workbench:
                 if dead:
                     columns = self._dead_columns(layer, dead).to(keep.device)
                     keep = keep & ~columns.view(1, -1, *(1,) * (keep.dim() - 2))
-                masks[layer.weight_name] = keep
+                masks[layer.weight_name] = layer.stored(keep)
             for name, spec in specs.items():
                 for tensor_name, removed in self._removed_entries(name, spec).items():
                     masks[tensor_name] = ~removed.to(self.device)
@@ -547,7 +552,8 @@ class Workbench:
         BatchNorm) of removed channels, by parameter or buffer name."""
         weights = {}
         for name, spec in specs.items():
-            weights[self._builder.layers[name].weight_name] = self._masked_weight(name, spec)
+            layer = self._builder.layers[name]
+            weights[layer.weight_name] = layer.stored(self._masked_weight(name, spec))
             weights.update(self._zeroed_entries(name, spec))
         return weights
 

@@ -55,6 +55,9 @@ class WeightUse:
     kind: str  # "Linear", "Conv", "Conv2d", ...
     input_index: int  # position of the activation among the node's arguments
     groups: int
+    #: addmm/mm reading the weight as stored, (in, out): transformers' Conv1D, whose layer
+    #: module discovery finds (`PrunableLayer.transposed`); never a layer found by graph alone.
+    transposed: bool = False
 
 
 def weight_use(node: torch.fx.Node) -> WeightUse | None:
@@ -65,12 +68,14 @@ def weight_use(node: torch.fx.Node) -> WeightUse | None:
     if len(node.args) <= weight_index:
         return None
     weight = node.args[weight_index]
+    transposed = False
     if node.target in _ARG_POSITIONS:
-        # Only a Linear weight read through a plain 2-D transpose is a layer; any other matrix
-        # product (attention scores, a user's own matmul) is not.
-        if not (isinstance(weight, torch.fx.Node) and _is_transpose(weight)):
-            return None
-        weight = weight.args[0]
+        # A Linear weight is read through a plain 2-D transpose; a Conv1D's as stored (in, out).
+        # Any other matrix product (attention scores, a user's own matmul) is no layer.
+        if isinstance(weight, torch.fx.Node) and _is_transpose(weight):
+            weight = weight.args[0]
+        else:
+            transposed = True
     if not isinstance(weight, torch.fx.Node) or weight.op != "get_attr":
         return None
     if node.target is _aten.convolution.default and _arg(node, 6, "transposed", False):
@@ -80,6 +85,7 @@ def weight_use(node: torch.fx.Node) -> WeightUse | None:
         kind=WEIGHT_OPS[node.target],
         input_index=input_index,
         groups=_conv_groups(node),
+        transposed=transposed,
     )
 
 
@@ -110,10 +116,27 @@ class PrunableLayer:
     groups: int = (
         1  # convolution groups: weight[o, i] reads input channel (o // (out/groups))*i_g + i
     )
+    #: The weight is stored (in, out), as transformers' Conv1D (GPT-2's layers): `shape` and
+    #: every mask and score are (out, in), a channel a row, and `stored` lays them out as the
+    #: parameter is (a channel a column). The one place that knows the channel axis.
+    transposed: bool = False
 
     @property
     def params(self) -> int:
         return prod(self.shape)
+
+    @property
+    def channel_axis(self) -> int:
+        """The axis of the stored weight that indexes output channels."""
+        return 1 if self.transposed else 0
+
+    def logical(self, stored: torch.Tensor) -> torch.Tensor:
+        """A weight-shaped tensor as the parameter stores it -> (out, in, ...) (a view)."""
+        return stored.t() if self.transposed else stored
+
+    def stored(self, logical: torch.Tensor) -> torch.Tensor:
+        """An (out, in, ...) tensor -> laid out as the parameter stores it (a view)."""
+        return logical.t() if self.transposed else logical
 
     @property
     def channels(self) -> int:
@@ -130,6 +153,15 @@ def find_prunable_layers(
     """
     layers: dict[str, PrunableLayer] = {}
     for name, module in model.named_modules():
+        if _is_hf_conv1d(module):  # a Linear stored (in, out): its channels are columns
+            layers[f"{name}.weight"] = PrunableLayer(
+                name=name,
+                kind="Linear",
+                weight_name=f"{name}.weight",
+                shape=tuple(module.weight.shape[::-1]),
+                transposed=True,
+            )
+            continue
         kind = _module_kind(module)
         if kind is not None:
             layers[f"{name}.weight"] = PrunableLayer(
@@ -142,7 +174,7 @@ def find_prunable_layers(
     if graph is not None:
         for node in graph.nodes:
             use = weight_use(node)
-            if use is None or use.target in layers:
+            if use is None or use.target in layers or use.transposed:
                 continue
             tensor = _get_attr(model, use.target)
             if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
@@ -161,6 +193,19 @@ def find_prunable_layers(
                 groups=use.groups,
             )
     return list(layers.values())
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    """transformers' `pytorch_utils.Conv1D` (GPT-2's attention and MLP layers), recognised
+    without importing transformers: x @ weight + bias with weight (nx, nf)."""
+    weight = getattr(module, "weight", None)
+    return (
+        type(module).__name__ == "Conv1D"
+        and type(module).__module__.startswith("transformers.")
+        and isinstance(weight, torch.Tensor)
+        and weight.dim() == 2
+        and tuple(weight.shape) == (getattr(module, "nx", None), getattr(module, "nf", None))
+    )
 
 
 def _module_kind(module: nn.Module) -> str | None:
