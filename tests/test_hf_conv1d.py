@@ -145,3 +145,24 @@ def test_channel_cut_is_alone_and_compaction_refuses_with_a_reason(gpt2) -> None
     assert sizes[f"{FC}.weight"].nonzero == int(kept[f"{FC}.weight"].sum())
     with pytest.raises(wb.WorkbenchError, match="compaction is not available"):
         wb.compact(bench, plan)
+
+
+def test_taylor_scores_are_laid_out_as_the_stored_weight(gpt2) -> None:
+    bench, model = gpt2
+    oracle = copy.deepcopy(model)
+    weight = oracle.get_submodule(FC).weight
+    loss = torch.nn.functional.cross_entropy(oracle(bench.val_inputs), bench.targets)
+    (grad,) = torch.autograd.grad(loss, [weight])
+    expected = (weight.detach().double() * grad.double()).abs()  # (in, out), as stored
+    scores = bench.unit_scores(FC, "taylor", "unstructured")  # one per element, in order
+    # float32 gradients summed per batch (TaylorSum) or at once: a few ulps of the largest.
+    atol = 100 * torch.finfo(torch.float32).eps * float(expected.max())
+    torch.testing.assert_close(scores, expected.reshape(-1), rtol=1e-4, atol=atol)
+    # A channel is a column: its score sums the column (the criterion's norm is 1 for taylor
+    # or not, the ranking of channels follows the columns).
+    channel = bench.unit_scores(FC, "taylor", "channel")
+    assert channel.shape == (64,)
+    plan = wb.PruningPlan({FC: 0.25}, method="taylor", granularity="channel")
+    removed = ~bench.masks(plan)[FC].any(dim=0)
+    lowest = torch.argsort(channel, stable=True)[:16]
+    assert sorted(removed.nonzero()[:, 0].tolist()) == sorted(lowest.tolist())

@@ -36,7 +36,7 @@ class DataStatistics:
     def taylor(self, layer: PrunableLayer) -> torch.Tensor:
         if self._taylor is None:
             self._taylor = self._compute_taylor()
-        return layer.logical(self._taylor[layer.weight_name])  # (out, in) as the masks
+        return self._taylor[layer.weight_name]
 
     def input_norm(self, layer: PrunableLayer) -> torch.Tensor:
         if self._input_sq is None:
@@ -76,9 +76,12 @@ class DataStatistics:
             for name, weight in self._weights.items()
         }
         taylor = TaylorSum(params)
+        # The weights are (out, in) (`PrunableLayer.logical`); the model reads them as stored.
+        layers = {layer.weight_name: layer for layer in self._runner.layers}
         with torch.enable_grad():
             for inputs, targets in self._batches():
-                raw = self._runner.run({"input": inputs}, 0, self._runner.end, params)
+                stored = {name: layers[name].stored(p) for name, p in params.items()}
+                raw = self._runner.run({"input": inputs}, 0, self._runner.end, stored)
                 loss = summed_loss(self._output(raw), targets, self._task)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
                 taylor.add(grads, int(targets.shape[0]))

@@ -286,7 +286,12 @@ class Workbench:
         """The criterion's score of each unit of a layer, float64: one per weight, or per
         channel the ℓp norm of its weights' scores (`Criterion.norm`), as ln_structured."""
         with self._lock:
-            return self._builder.unit_scores(self._builder.layers[layer], method, granularity, seed)
+            found = self._builder.layers[layer]
+            scores = self._builder.unit_scores(found, method, granularity, seed)
+            if not found.transposed or scores.numel() != found.params:
+                return scores
+            # One per weight, in the order of the parameter's elements (a Conv1D's (in, out)).
+            return found.stored(scores.reshape(found.shape)).reshape(scores.shape)
 
     def evaluate(self, plan: PruningPlan, cancel: Callable[[], bool] | None = None) -> Report:
         """Metrics and size of the pruned model, equal to a fresh evaluation of a pruned copy.
