@@ -261,7 +261,7 @@ def test_embedding_task_explains_the_similarity_to_the_dense_embedding(encoder) 
 def test_integrated_gradients_completeness_on_minilm_topics() -> None:
     demo = wb.load_demo("minilm-topics")
     bench = wb.Workbench(demo.model, demo.val, class_names=demo.meta.class_names)
-    result = ex.attribute(bench, [0], n_steps=STEPS_REAL)
+    result = ex.attribute(bench, [0])  # the default 50 steps
     ids = bench.val_inputs[:1]
     assert token_input(demo.model).pad_token_id == demo.tokenizer.pad_token_id == 0
     with torch.no_grad():
@@ -271,14 +271,10 @@ def test_integrated_gradients_completeness_on_minilm_topics() -> None:
         )[0, result.targets[0]]
     total = result.attributions.sum()
     torch.testing.assert_close(total - result.delta[0], change, rtol=1e-4, atol=1e-4)
-    assert abs(float(result.delta[0])) <= 0.05 * abs(float(total)), (result.delta, total)
+    assert abs(float(result.delta[0])) <= 0.01 * abs(float(total)), (result.delta, total)
     tokens = demo.tokenizer.tokens(ids[0])
     kept = [t for t, real in zip(tokens, result.tokens[0].tolist(), strict=True) if real]
     assert kept[0] == "[CLS]" and kept[-1] == "[SEP]" and "[PAD]" not in kept
-
-
-#: Steps of Integrated Gradients on the real demo (its 6 layers need more than the default 50).
-STEPS_REAL = 150
 
 
 # ---- the Importance page on the text demo ---------------------------------------------------
