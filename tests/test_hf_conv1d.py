@@ -166,3 +166,18 @@ def test_taylor_scores_are_laid_out_as_the_stored_weight(gpt2) -> None:
     removed = ~bench.masks(plan)[FC].any(dim=0)
     lowest = torch.argsort(channel, stable=True)[:16]
     assert sorted(removed.nonzero()[:, 0].tolist()) == sorted(lowest.tolist())
+
+
+def test_importance_tables_mark_removed_columns(gpt2) -> None:
+    import workbench.explain as ex
+
+    bench, _ = gpt2
+    plan = wb.PruningPlan({FC: 0.5}, method="l2", granularity="channel")
+    removed = ~bench.masks(plan)[FC].any(dim=0)
+    kept = ex.channel_kept(bench, plan)
+    rows = kept[kept["layer"] == FC]
+    assert len(rows) == 64 and (rows["kept"] == 0).tolist() == removed.tolist()
+    assert ex.removed_units(bench, plan, FC).tolist() == removed.nonzero()[:, 0].tolist()
+    # Layer importance hooks the Conv1D modules: channels on the last axis of their output.
+    table = ex.layer_importance(bench, "activation", samples=8)
+    assert (table["layer"] == FC).sum() == 64

@@ -627,7 +627,8 @@ def channel_kept(bench: Workbench, plan: PruningPlan | None) -> pd.DataFrame:
         if mask is None:
             kept = np.ones(layer.channels)
         else:
-            kept = mask.reshape(layer.channels, -1).double().mean(dim=1).cpu().numpy()
+            rows = layer.logical(mask).reshape(layer.channels, -1)  # a channel a row
+            kept = rows.double().mean(dim=1).cpu().numpy()
         frames.append(
             pd.DataFrame({"layer": layer.name, "channel": np.arange(layer.channels), "kept": kept})
         )

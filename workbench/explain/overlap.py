@@ -54,7 +54,8 @@ def removed_units(bench: Workbench, plan: PruningPlan, layer: str) -> np.ndarray
     granularity, flat weight indices otherwise."""
     mask = bench.masks(plan)[layer].detach().cpu()
     if plan.granularity == "channel":
-        kept_per_channel = mask.reshape(mask.shape[0], -1).any(dim=1)
+        found = next(p for p in bench.prunable_layers if p.name == layer)
+        kept_per_channel = found.logical(mask).reshape(found.channels, -1).any(dim=1)
         return (~kept_per_channel).nonzero().reshape(-1).numpy()
     return (~mask.reshape(-1)).nonzero().reshape(-1).numpy()
 
