@@ -189,6 +189,36 @@ def test_conductance_through_the_embeddings_equals_captum(bench) -> None:
     assert checked == 2
 
 
+def test_neuron_conductance_through_the_embeddings_equals_captum(bench) -> None:
+    indices, steps = [1, 6], 16
+    # Channel 5 at the first word (position 1) of the first block: the classifier reads [CLS]
+    # of the last block, which attends to it (the last block's other positions reach nothing).
+    name = "model.bert.encoder.layer.0.intermediate.dense"
+    neuron = (1, 5)
+    ours = ex.neuron_conductance(bench, name, neuron, indices, n_steps=steps)
+    model, layer = bench.model, _embedding(bench)
+    ids = bench.val_inputs[indices]
+    with torch.no_grad():
+        target = model(ids).argmax(dim=1)
+        real, base = layer(ids), layer(torch.zeros_like(ids))
+    slot: list[torch.Tensor] = []
+
+    def function(embedded: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        slot[:] = [embedded]
+        return model(token_ids)
+
+    with _embedding_replaced(layer, slot):
+        attr = captum_attr.NeuronConductance(function, model.get_submodule(name)).attribute(
+            real, neuron_selector=neuron, baselines=base, target=target,
+            additional_forward_args=(ids,), n_steps=steps,
+        )  # fmt: skip
+    expected = attr.sum(dim=-1) * (ids != 0)
+    assert ours.shape == ids.shape and (ours[ids == 0] == 0).all() and (ours != 0).any()
+    torch.testing.assert_close(ours, expected, rtol=RTOL, atol=RTOL * 1e-3)
+    with pytest.raises(ex.ExplainError, match="unknown layer"):
+        ex.neuron_conductance(bench, "model.nothing", 0, [0])
+
+
 def test_gradient_x_activation_layer_importance_on_text(bench) -> None:
     table = ex.layer_importance(bench, "gradient_x_activation", samples=[2, 3])
     model, ids = bench.model, bench.val_inputs[[2, 3]]

@@ -38,6 +38,7 @@ from workbench.explain.importance import (
     iter_weight_importance,
     layer_importance,
     mark_plan,
+    neuron_conductance,
     plan_cost,
     weight_importance,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "map_similarity",
     "map_view",
     "mark_plan",
+    "neuron_conductance",
     "plan_cost",
     "removed_units",
     "run_to_end",

@@ -33,6 +33,7 @@ from workbench.explain._common import (
     Forward,
     Progress,
     cached,
+    check_indices,
     layer_module,
     lookup,
     loss_targets,
@@ -43,7 +44,13 @@ from workbench.explain._common import (
     store,
     subset_indices,
 )
-from workbench.explain.text import TokenInput, embedding_path, token_input
+from workbench.explain.text import (
+    FromEmbeddings,
+    Similarity,
+    TokenInput,
+    embedding_path,
+    token_input,
+)
 from workbench.pruning.layers import PrunableLayer, weight_use
 from workbench.pruning.plan import PruningPlan
 
@@ -643,6 +650,62 @@ def mark_plan(table: pd.DataFrame, bench: Workbench, plan: PruningPlan | None) -
     marked["removed"] = marked["kept"] == 0
     marked.attrs.update(table.attrs)
     return marked
+
+
+# ---- one neuron -------------------------------------------------------------------------------
+
+
+def neuron_conductance(
+    bench: Workbench,
+    layer: str,
+    neuron: int | tuple[int, ...],
+    indices: Sequence[int] | int,
+    plan: PruningPlan | None = None,
+    *,
+    n_steps: int = DEFAULT_STEPS,
+) -> torch.Tensor:
+    """Captum's NeuronConductance: how much each input feature contributes to the explained
+    output through one neuron of `layer` (`neuron`: its index in the layer's output without the
+    batch axis, e.g. (token position, channel) in a transformer). Token ids are attributed at
+    their input embeddings, from the padding baseline, one score per token (padding 0); the
+    target is as for the maps (the predicted class; an embedding model's similarity to the
+    dense embedding). Returns (n, *sample shape), float, on the model state of `plan`."""
+    from captum.attr import NeuronConductance
+
+    if layer not in bench.layer_names:
+        raise ExplainError(
+            f"unknown layer {layer!r}; prunable layers are: {', '.join(bench.layer_names)}"
+        )
+    if n_steps < 1:
+        raise ExplainError(f"n_steps must be at least 1, got {n_steps}")
+    chosen = list(check_indices(indices, n_samples(bench)))
+    inputs = bench.val_inputs[torch.tensor(chosen, device=bench.val_inputs.device)]
+    copy = model_copy(bench, plan_key(plan))
+    embedding = bench.task == "embedding"
+    with copy.lock:  # hooks on the shared copy
+        module = layer_module(copy.model, layer)
+        with torch.no_grad():
+            outputs = copy.forward(inputs)
+        forward: nn.Module = Similarity(copy.forward) if embedding else copy.forward
+        rest = (bench.dense_outputs[chosen],) if embedding else ()
+        if embedding or bench.task != "classification":  # one explained output per sample
+            target = None if embedding or outputs.dim() == 1 else 0
+        else:
+            target = outputs.argmax(dim=1)
+        if inputs.is_floating_point():
+            return NeuronConductance(forward, module).attribute(
+                inputs, neuron_selector=neuron, target=target, n_steps=n_steps,
+                additional_forward_args=rest or None,
+            ).detach()  # fmt: skip
+        token = token_input(copy.model)
+        with torch.no_grad():
+            real = token.module(inputs)
+            base = token.module(token.baseline(inputs))
+        attr = NeuronConductance(FromEmbeddings(forward, token), module).attribute(
+            real, neuron_selector=neuron, baselines=base, target=target, n_steps=n_steps,
+            additional_forward_args=(inputs, *rest),
+        )  # fmt: skip
+        return (attr.sum(dim=-1) * token.real(inputs)).detach()
 
 
 # ---- weight-level importance -------------------------------------------------------------------

@@ -132,3 +132,26 @@ class Similarity(nn.Module):
     def forward(self, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         out = self.forward_model(x)
         return F.cosine_similarity(out.flatten(1), reference.flatten(1).to(out.dtype), dim=1)
+
+
+class FromEmbeddings(nn.Module):
+    """The model as a function of its input embedding's output (Captum's input for neuron
+    methods on text): `forward(embedded, ids, *rest)` runs `forward(ids, *rest)` with the
+    embedding's output replaced by `embedded` (in this thread only)."""
+
+    def __init__(self, forward: nn.Module, token: TokenInput) -> None:
+        super().__init__()
+        self.inner = forward
+        self.token = token
+
+    def forward(self, embedded: torch.Tensor, ids: torch.Tensor, *rest: torch.Tensor):
+        thread = threading.get_ident()
+
+        def hook(_module: nn.Module, _inputs: object, _output: torch.Tensor):
+            return embedded if threading.get_ident() == thread else None
+
+        handle = self.token.module.register_forward_hook(hook)
+        try:
+            return self.inner(ids, *rest)
+        finally:
+            handle.remove()
