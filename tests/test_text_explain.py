@@ -364,4 +364,26 @@ def test_importance_page_draws_token_heatmaps_of_minilm_topics() -> None:
     at.session_state[f"imp-tab:{demo_name}:"] = "Layer importance"
     at.run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
-    assert len(at.get("plotly_chart")) >= 4
+    before = len(at.get("plotly_chart"))
+    assert before >= 4
+    # Which tokens drive a channel: NeuronConductance's token maps, dense and pruned.
+    at.toggle(key=f"imp-neuron-on:{demo_name}:").set_value(True).run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    charts = at.get("plotly_chart")
+    assert len(charts) == before + 1
+    layer_shown = at.selectbox(key=f"imp-layer:{demo_name}:").value
+    channel = at.selectbox(key=f"imp-neuron-channel:{demo_name}:{layer_shown}").value
+    position = at.selectbox(key=f"imp-neuron-position:{demo_name}:").value
+    figure = [  # the last token map on the page: the neuron's
+        f
+        for f in (plotly.io.from_json(c.proto.spec) for c in charts)
+        if any(t.type == "heatmap" and t.texttemplate for t in f.data)
+    ][-1]
+    traces = [t for t in figure.data if t.type == "heatmap"]
+    ids = bench.val_inputs[0]
+    real = ids != demo.tokenizer.pad_token_id
+    expected = ex.neuron_conductance(
+        bench, layer_shown, (position, channel), [0], n_steps=ex.CRITERION_STEPS
+    )[0][real]
+    shown = _array(traces[0].customdata).reshape(-1)[: int(real.sum())]
+    np.testing.assert_allclose(shown, expected.numpy(), rtol=1e-4, atol=1e-9)

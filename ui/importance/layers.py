@@ -11,7 +11,7 @@ import streamlit as st
 import workbench.explain as ex
 from ui import state, widgets
 from ui.guard import guard
-from ui.importance import NO_BAR, Context
+from ui.importance import NO_BAR, Context, neuron
 from ui.progress import show
 from workbench import plots
 from workbench.inspect import weight_map
@@ -90,6 +90,8 @@ def render(ctx: Context) -> None:
         key=state.widget_key("imp-layer"),
     )
     _channels(cost, marked, layer, spec.label)
+    if ctx.text:
+        neuron.render(ctx, layer, marked, steps)
     _weights(ctx, layer, model_plan, samples)
 
 
