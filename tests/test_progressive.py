@@ -5,6 +5,7 @@ the exact report that replaces it, and cancelled evaluations that leave nothing 
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,15 @@ def test_prune_page_shows_the_estimate_then_the_exact_numbers(monkeypatch) -> No
 
     monkeypatch.setattr(exact, "BUDGET", 0.0)  # every step is "slow"
     monkeypatch.setattr(exact, "WAIT_SECONDS", 0.0)  # draw the estimate, do not wait here
+    release, real = threading.Event(), exact.evaluate_iter
+
+    def held(*args, **options):  # the exact numbers come when the test says so
+        events = real(*args, **options)
+        yield next(events)
+        release.wait(60)
+        yield from events
+
+    monkeypatch.setattr(exact, "evaluate_iter", held)
     at = _prune_page()
     _slider(at, "features.2").set_value(70).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -218,6 +228,7 @@ def test_prune_page_shows_the_estimate_then_the_exact_numbers(monkeypatch) -> No
     # sizes need no data: exact at once
     report = bench.evaluate(plan)
     assert _metric(at, "Non-zero params") == f"{report.size['nonzero_params']:,}"
+    release.set()
     at.session_state["exact"]["digits-cnn"].wait(plan, 60)
     at.run()
     assert _metric(at, "Accuracy") == f"{report.metrics['accuracy']:.2%}"

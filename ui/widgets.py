@@ -9,8 +9,7 @@ import streamlit as st
 
 from ui import loaders, state
 from ui.text import plain
-from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Report
-from workbench.evaluate.estimate import Estimate
+from workbench import HIGHER_IS_BETTER, PRIMARY_METRIC, Estimate, Report
 from workbench.evaluate.metrics import METRICS
 from workbench.plots._format import format_bytes, format_delta, format_metric, is_percent
 

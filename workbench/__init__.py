@@ -25,7 +25,9 @@ from workbench.analysis import (
 from workbench.analysis.sensitivity import scan as sensitivity
 from workbench.errors import WorkbenchError
 from workbench.evaluate import Report, Workbench
+from workbench.evaluate.estimate import Estimate, EvaluationProgress, estimator, evaluate_iter
 from workbench.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
+from workbench.evaluate.workbench import EvaluationCancelled
 from workbench.explain import ATTRIBUTION_METHODS, LAYER_METHODS, Attribution, ExplainError
 from workbench.explain.attributions import attribute
 from workbench.explain.importance import layer_importance
@@ -115,6 +117,12 @@ __all__ = [
     "read_int8",
     "read_plan",
     "restore_torch_prune",
+    # progressive evaluation: an estimate on a fixed subset first (workbench.evaluate.estimate)
+    "Estimate",
+    "EvaluationCancelled",
+    "EvaluationProgress",
+    "estimator",
+    "evaluate_iter",
     # the rest
     "ATTRIBUTION_METHODS",
     "CRITERIA",

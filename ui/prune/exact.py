@@ -18,16 +18,18 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from ui import state
-from workbench import PruningPlan, Report, WorkbenchError
-from workbench.evaluate.estimate import (
-    FRAME_BUDGET,
+from workbench import (
     Estimate,
+    EvaluationCancelled,
     EvaluationProgress,
+    PruningPlan,
+    Report,
+    WorkbenchError,
+    drain,
     estimator,
     evaluate_iter,
 )
-from workbench.evaluate.workbench import EvaluationCancelled
-from workbench.progress import drain
+from workbench.evaluate.estimate import FRAME_BUDGET
 
 BUDGET = FRAME_BUDGET  # seconds an exact evaluation may take before an estimate comes first
 POLL_SECONDS = 0.1  # how often the waiting page updates its bar (and can be interrupted)

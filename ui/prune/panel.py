@@ -58,8 +58,7 @@ def render() -> None:
     report = shown if isinstance(shown, Report) else None
     if shown is not None:
         widgets.metric_cards(shown)
-        if not isinstance(shown, Report):
-            exact.coming(bench, shown)  # says it is an estimate; redraws when exact
+        coming = st.container()  # for an estimate: says so, and waits (at the end) for exact
         widgets.size_cards(shown, speeds_up=granularity.structured)  # sizes are always exact
         ship.compact_cards(plan, shown)  # a channel plan: the physically smaller model
     experiments.render(report)  # undo / redo, Keep, the recent runs
@@ -70,6 +69,9 @@ def render() -> None:
         with right:
             _results(plan, shown)
         ship.render(plan)
+        if not isinstance(shown, Report):
+            with coming:
+                exact.coming(bench, shown)
 
 
 def _registry_choice(

@@ -6,8 +6,7 @@ import streamlit as st
 
 from ui import loaders, state
 from ui.text import plain
-from workbench import GRANULARITIES, PruningPlan, Report, plots
-from workbench.evaluate.estimate import Estimate
+from workbench import GRANULARITIES, Estimate, PruningPlan, Report, plots
 from workbench.inspect import magnitude_cut, weight_histogram
 
 
