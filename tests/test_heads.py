@@ -10,7 +10,6 @@ output projection's columns) against the engine's evaluation.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,66 +17,18 @@ from torch.nn.utils import prune
 
 import workbench as wb
 import workbench.io as wio
+from tests.hf_models import texts, tiny_folder
 
 transformers = pytest.importorskip("transformers")
 
-WORDS = [
-    "the",
-    "a",
-    "socket",
-    "file",
-    "open",
-    "read",
-    "write",
-    "number",
-    "square",
-    "root",
-    "of",
-    "thread",
-    "lock",
-    "time",
-    "date",
-]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 HEADS, HEAD_SIZE = 4, 4
-
-
-def _texts(n: int) -> list[str]:
-    g = torch.Generator().manual_seed(0)
-    return [
-        " ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (int(k),), generator=g))
-        for k in torch.randint(2, 9, (n,), generator=g)
-    ]
-
-
-def _folder(tmp: Path, family: str) -> Path:
-    folder = tmp / family
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB))
-    labels = {i: f"t{i}" for i in range(3)}
-    common = dict(id2label=labels, label2id={v: k for k, v in labels.items()})
-    torch.manual_seed(0)
-    if family == "bert":
-        config = transformers.BertConfig(
-            vocab_size=len(VOCAB), hidden_size=HEADS * HEAD_SIZE, num_hidden_layers=2,
-            num_attention_heads=HEADS, intermediate_size=24, max_position_embeddings=16, **common,
-        )  # fmt: skip
-        model = transformers.BertForSequenceClassification(config)
-    else:
-        config = transformers.DistilBertConfig(
-            vocab_size=len(VOCAB), dim=HEADS * HEAD_SIZE, n_layers=2, n_heads=HEADS,
-            hidden_dim=24, max_position_embeddings=16, **common,
-        )  # fmt: skip
-        model = transformers.DistilBertForSequenceClassification(config)
-    model.eval().save_pretrained(folder)
-    transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module", params=["bert", "distilbert"])
 def bench(request, tmp_path_factory) -> wb.Workbench:
-    loaded = wio.load_model(_folder(tmp_path_factory.mktemp("hf"), request.param))
-    ids = loaded.tokenizer(_texts(24))
+    folder = tiny_folder(tmp_path_factory.mktemp("hf"), request.param, layers=2, heads=HEADS)
+    loaded = wio.load_model(folder)
+    ids = loaded.tokenizer(texts(24))
     data = wio.LoadedData.of(ids, torch.randint(0, 3, (24,)), "t", "text", "text")
     return wio.run_build(loaded, data).bench
 

@@ -11,7 +11,6 @@ after the changed layer's cut.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from torch.nn.utils import prune
 
 import workbench as wb
 import workbench.io as wio
+from tests.hf_models import texts, tiny_folder
 from workbench.evaluate.graph import trace, traced
 from workbench.evaluate.metrics import compute_metrics
 from workbench.pruning.layers import weight_use
@@ -28,67 +28,13 @@ from workbench.pruning.layers import weight_use
 transformers = pytest.importorskip("transformers")
 Conv1D = transformers.pytorch_utils.Conv1D
 
-WORDS = ["the", "a", "socket", "file", "open", "read", "write", "number", "root", "lock", "time"]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 SAMPLES, BATCH = 40, 16  # three batches, the last one smaller: the batch dimension is dynamic
-
-
-def _texts(n: int) -> list[str]:
-    g = torch.Generator().manual_seed(0)
-    return [
-        " ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (int(k),), generator=g))
-        for k in torch.randint(2, 9, (n,), generator=g)
-    ]
-
-
-def _folder(tmp: Path, family: str) -> Path:
-    """A tiny random model of the family and its tokenizer, as save_pretrained writes them."""
-    folder = tmp / family
-    folder.mkdir(parents=True)
-    labels = {i: f"t{i}" for i in range(3)}
-    common = dict(id2label=labels, label2id={v: k for k, v in labels.items()})
-    torch.manual_seed(0)
-    if family in ("bert", "bert-embedding"):
-        config = transformers.BertConfig(
-            vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
-            intermediate_size=24, max_position_embeddings=16, **common,
-        )  # fmt: skip
-        model = (
-            transformers.BertForSequenceClassification(config)
-            if family == "bert"
-            else transformers.BertModel(config)  # no head: mean-pooled embeddings
-        )
-    elif family == "distilbert":
-        config = transformers.DistilBertConfig(
-            vocab_size=len(VOCAB), dim=16, n_layers=3, n_heads=2, hidden_dim=24,
-            max_position_embeddings=16, **common,
-        )  # fmt: skip
-        model = transformers.DistilBertForSequenceClassification(config)
-    else:  # gpt2: Conv1D layers, a classifier on the last token that is not padding
-        config = transformers.GPT2Config(
-            vocab_size=len(VOCAB) + 1, n_positions=16, n_embd=16, n_layer=3, n_head=2,
-            eos_token_id=len(VOCAB), bos_token_id=len(VOCAB), **common,
-        )  # fmt: skip
-        model = transformers.GPT2ForSequenceClassification(config)
-    model.eval().save_pretrained(folder)
-    if family == "gpt2":
-        tokenizers = pytest.importorskip("tokenizers")
-        vocab = {w: i for i, w in enumerate(VOCAB)} | {"<|endoftext|>": len(VOCAB)}
-        words = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
-        words.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-        transformers.PreTrainedTokenizerFast(
-            tokenizer_object=words, eos_token="<|endoftext|>", unk_token="[UNK]"
-        ).save_pretrained(folder)
-    else:
-        (folder / "vocab.txt").write_text("\n".join(VOCAB))
-        transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module", params=["bert", "distilbert", "bert-embedding", "gpt2"])
 def built(request, tmp_path_factory) -> tuple[nn.Module, torch.Tensor, wb.Workbench]:
-    loaded = wio.load_model(_folder(tmp_path_factory.mktemp("hf"), request.param))
-    ids = loaded.tokenizer(_texts(SAMPLES))
+    loaded = wio.load_model(tiny_folder(tmp_path_factory.mktemp("hf"), request.param))
+    ids = loaded.tokenizer(texts(SAMPLES))
     labels = torch.randint(0, 3, (SAMPLES,), generator=torch.Generator().manual_seed(1))
     targets = labels if loaded.model.output == "logits" else None
     return loaded.model, ids, wb.Workbench(loaded.model, (ids, targets), batch_size=BATCH)

@@ -15,35 +15,13 @@ from torch.nn.utils import prune
 
 import workbench as wb
 import workbench.io as wio
+from tests.hf_models import VOCAB, bert_tokenizer, word_tokenizer
 from workbench.evaluate.metrics import compute_metrics
 from workbench.models import text
 from workbench.models.demos import ZOO_DIR
 
 transformers = pytest.importorskip("transformers")
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
-    "the",
-    "a",
-    "socket",
-    "file",
-    "open",
-    "read",
-    "write",
-    "number",
-    "square",
-    "root",
-    "of",
-    "thread",
-    "lock",
-    "time",
-    "date",
-    "parse",
-    "return",
-    "value",
-    "list",
-    "string",
-    "text",
-]
 TEXTS = [
     "open the socket",
     "return the square root of a number",
@@ -55,8 +33,7 @@ TEXTS = [
 def _bert_folder(folder: Path, *, classes: int = 0, positions: int = 32) -> Path:
     """A tiny random BERT (a sequence classifier with `classes`) and its tokenizer."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB))
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    bert_tokenizer(folder)
     small = dict(
         vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=32, max_position_embeddings=positions,
@@ -71,7 +48,6 @@ def _bert_folder(folder: Path, *, classes: int = 0, positions: int = 32) -> Path
     else:
         model = transformers.BertModel(transformers.BertConfig(**small))
     model.eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
     return folder
 
 
@@ -189,9 +165,7 @@ def test_sequence_classifiers_output_logits_with_their_labels(tmp_path) -> None:
     )  # fmt: skip
     torch.manual_seed(1)
     transformers.DistilBertForSequenceClassification(config).eval().save_pretrained(folder)
-    transformers.BertTokenizerFast(vocab_file=str(tmp_path / "bert" / "vocab.txt")).save_pretrained(
-        folder
-    )
+    bert_tokenizer(folder)
     distil = wio.load_model(folder)
     assert distil.class_names == ("no", "yes")
     data = wio.LoadedData.of(
@@ -211,13 +185,7 @@ def test_gpt2_classifier_pads_with_its_end_token(tmp_path) -> None:
     torch.manual_seed(2)
     model = transformers.GPT2ForSequenceClassification(config).eval()
     model.save_pretrained(folder)
-    tokenizers = pytest.importorskip("tokenizers")
-    vocab = {w: i for i, w in enumerate(VOCAB)} | {"<|endoftext|>": len(VOCAB)}
-    words = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
-    words.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    transformers.PreTrainedTokenizerFast(
-        tokenizer_object=words, eos_token="<|endoftext|>", unk_token="[UNK]"
-    ).save_pretrained(folder)  # like GPT-2's: an end token, no padding token
+    word_tokenizer(folder)  # like GPT-2's: an end token, no padding token
     loaded = wio.load_model(folder)
     assert loaded.model.pad_token_id == len(VOCAB) == loaded.model.model.config.pad_token_id
     ids = loaded.tokenizer(["socket", "open the file"])
