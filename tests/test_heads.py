@@ -121,3 +121,54 @@ def test_the_real_demo_cuts_heads_and_compacts() -> None:
     assert small.model.get_submodule(last).out_features == 6 * 32
     nonzero = sum(int((p != 0).sum()) for p in small.model.parameters())
     assert nonzero == bench.evaluate(plan).size["nonzero_params"]
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory) -> wb.Workbench:
+    folder = tiny_folder(tmp_path_factory.mktemp("hf"), "gpt2", layers=2, heads=HEADS)
+    loaded = wio.load_model(folder)
+    ids = loaded.tokenizer(texts(24))
+    data = wio.LoadedData.of(ids, torch.randint(0, 3, (24,)), "t", "text", "text")
+    return wio.run_build(loaded, data).bench
+
+
+def test_gpt2s_packed_projection_is_cut_by_head(gpt2) -> None:
+    heads = _heads(gpt2)
+    assert [g.names for g in heads] == [
+        ("model.transformer.h.0.attn.c_attn",),
+        ("model.transformer.h.1.attn.c_attn",),
+    ]
+    group = heads[1]
+    (c_attn,) = group.names
+    plan = wb.PruningPlan({c_attn: 0.5}, granularity="group")
+    # oracle: the removed heads' q, k and v columns of the stored (in, out) weight zeroed by
+    # torch.nn.utils.prune on a deep copy; which heads, from the mask the engine reports
+    kept = gpt2.kept(plan)[f"{c_attn}.weight"]  # as stored: (in, 3 * width)
+    width = HEADS * HEAD_SIZE
+    gone = ~kept.any(0)
+    removed = {int(c) % width // HEAD_SIZE for c in gone.nonzero().flatten()}
+    assert len(removed) == 2 and int(gone.sum()) == 3 * 2 * HEAD_SIZE
+    oracle = copy.deepcopy(gpt2.model)
+    module = oracle.get_submodule(c_attn)
+    prune.custom_from_mask(module, "weight", (~gone)[None, :].expand_as(module.weight))
+    prune.custom_from_mask(module, "bias", ~gone)
+    with torch.no_grad():
+        want = oracle(gpt2.val_inputs)
+    got = gpt2.outputs(plan)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("level", [0.25, 0.5, 1.0])
+def test_gpt2_without_heads_is_the_smaller_model(gpt2, level: float) -> None:
+    leaders = [g.leader for g in _heads(gpt2)]
+    plan = wb.PruningPlan(dict.fromkeys(leaders, level), granularity="group")
+    small = wb.compact(gpt2, plan)
+    with torch.no_grad():
+        got = small.model(gpt2.val_inputs)
+    want = gpt2.outputs(plan)
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+    left = max(1, HEADS - round(level * HEADS))
+    attention = small.model.get_submodule(leaders[0].rsplit(".", 1)[0])
+    assert attention.c_attn.nf == 3 * left * HEAD_SIZE and attention.split_size == left * HEAD_SIZE
+    nonzero = sum(int((p != 0).sum()) for p in small.model.parameters())
+    assert nonzero == gpt2.evaluate(plan).size["nonzero_params"]

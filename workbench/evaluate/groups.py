@@ -20,10 +20,10 @@ from collections.abc import Mapping
 import torch
 from torch import fx, nn
 
-from workbench.evaluate.heads import attention_heads
+from workbench.evaluate.heads import attention_heads, fit_attention
 from workbench.evaluate.modelling import private_copy
 from workbench.pruning.groups import ChannelGroup, ChannelGroups, Coupling
-from workbench.pruning.layers import PrunableLayer
+from workbench.pruning.layers import PrunableLayer, is_hf_conv1d
 
 #: Relative tolerance of the removal check (the engine's contract: 1e-5 of the outputs).
 RTOL = 1e-5
@@ -51,7 +51,10 @@ def find_groups(
         )
         return ChannelGroups(alone=dict.fromkeys(names, why))
     modules = dict(model.named_modules())
-    if any(not isinstance(modules.get(name), _LAYERS) for name in names):
+    if any(
+        not (isinstance(modules.get(name), _LAYERS) or is_hf_conv1d(modules.get(name)))
+        for name in names
+    ):
         why = "some layers run as functional calls, which the dependency graph cannot follow"
         return ChannelGroups(alone=dict.fromkeys(names, why))
     work = private_copy(model).cpu().eval()
@@ -187,7 +190,8 @@ def _check_removal(model: nn.Module, group: ChannelGroup, inputs: torch.Tensor) 
         tensors = {**dict(masked.named_parameters()), **dict(masked.named_buffers())}
         for member in group.members:
             rows = member.removed(removed)
-            tensors[f"{member.name}.weight"][rows] = 0.0
+            weight = tensors[f"{member.name}.weight"]
+            (weight.t() if is_hf_conv1d(masked.get_submodule(member.name)) else weight)[rows] = 0.0
         for coupling in group.zeroed:
             tensors[coupling.name][coupling.removed(removed)] = 0.0
         want = masked(inputs)
@@ -220,6 +224,7 @@ def shrink_modules(
         new = copy.deepcopy(old)
         keep_rows, keep_cols = rows.get(name), cols.get(name)
         buffers = dict(old.named_buffers(recurse=False))
+        conv1d = is_hf_conv1d(old)  # transformers' Conv1D stores its weight (in, out)
         with torch.no_grad():
             for tensor_name, tensor in [
                 *old.named_parameters(recurse=False),
@@ -229,24 +234,32 @@ def shrink_modules(
                     continue
                 value = tensor.detach()
                 depthwise = isinstance(old, nn.modules.conv._ConvNd) and old.groups > 1
+                stored_t = conv1d and tensor_name == "weight"  # its rows are columns
+                if stored_t:
+                    value = value.t()
                 if keep_rows is not None:
                     value = value[keep_rows.to(value.device)]
                 if keep_cols is not None and tensor_name == "weight" and not depthwise:
                     value = value[:, keep_cols.to(value.device)]
+                if stored_t:
+                    value = value.t()
                 if tensor_name in buffers:
                     new.register_buffer(tensor_name, value.clone())
                 else:
                     setattr(new, tensor_name, nn.Parameter(value.clone(), requires_grad=False))
-        _resize(new, keep_rows)
+        _resize(new, keep_rows, conv1d)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, new)
+    fit_attention(model)
 
 
-def _resize(module: nn.Module, keep_rows: torch.Tensor | None) -> None:
+def _resize(module: nn.Module, keep_rows: torch.Tensor | None, conv1d: bool = False) -> None:
     """The size attributes a module's repr (and forward) read, from its new weight."""
     weight = module.weight
     if isinstance(module, nn.Linear):
         module.out_features, module.in_features = weight.shape
+    elif conv1d:
+        module.nx, module.nf = weight.shape
     elif isinstance(module, nn.modules.conv._ConvNd):
         if module.groups > 1 and keep_rows is not None:  # depthwise: one group per channel
             module.groups = weight.shape[0]

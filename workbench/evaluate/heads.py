@@ -12,9 +12,10 @@ Found by the layout the common attention modules share (Hugging Face's BERT/RoBE
 `query`/`key`/`value` with the output projection at `<block>.output.dense`, DistilBERT's
 `q_lin`/`k_lin`/`v_lin`/`out_lin`, the `q_proj`/`k_proj`/`v_proj`/`o_proj`/`out_proj` family):
 a module with an integer head size whose three projections are prunable layers of the same
-width, a multiple of it. Packed projections (GPT-2's `c_attn`, nn.MultiheadAttention's
-`in_proj_weight`) and grouped-query attention (fewer key/value heads) are not matched: their
-layers are pruned alone.
+width, a multiple of it; and GPT-2's packed `c_attn` (one Conv1D writing q, k and v one after
+the other, `split_size` wide each) with its `c_proj`. nn.MultiheadAttention's `in_proj_weight`
+(no layer of its own) and grouped-query attention (fewer key/value heads) are not matched:
+their layers are pruned alone.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def attention_heads(model: nn.Module, layers: Mapping[str, PrunableLayer]) -> li
         if not isinstance(size, int) or size <= 0:
             continue
         prefix = f"{name}." if name else ""
+        packed = _packed_heads(model, module, prefix, size, layers)
+        if packed is not None:
+            found.append(packed)
+            continue
         qkv = next(
             (
                 tuple(prefix + child for child in names)
@@ -80,3 +85,46 @@ def _output_projection(name: str, layers: Mapping[str, PrunableLayer]) -> str | 
     parent = name.rpartition(".")[0]  # BERT: <block>.self holds q, k, v; <block>.output.dense
     beside = f"{parent}.output.dense" if parent else "output.dense"
     return beside if name and beside in layers else None
+
+
+def _packed_heads(
+    model: nn.Module, module: nn.Module, prefix: str, size: int, layers: Mapping[str, PrunableLayer]
+) -> ChannelGroup | None:
+    """GPT-2's attention: `c_attn` writes q, k and v (`split_size` rows each, in the layer's
+    (out, in) view), `c_proj` reads the heads' outputs; cross-attention (`q_attn`) is left."""
+    width = getattr(module, "split_size", None)
+    qkv, out = f"{prefix}c_attn", f"{prefix}c_proj"
+    if (
+        not isinstance(width, int)
+        or hasattr(module, "q_attn")
+        or qkv not in layers
+        or out not in layers
+        or layers[qkv].shape[0] != 3 * width
+        or layers[out].shape[1] != width
+        or width % size
+        or width == size
+    ):
+        return None
+    index = torch.arange(3 * width)
+    root = (index % width) // size
+    zeroed = (
+        (Coupling(f"{qkv}.bias", index, root, 3 * width),)
+        if getattr(model.get_submodule(qkv), "bias", None) is not None
+        else ()
+    )
+    columns = torch.arange(width)
+    consumers = (Coupling(out, columns, columns // size, width),)
+    member = Coupling(qkv, index, root, 3 * width)
+    return ChannelGroup(width // size, (member,), zeroed, consumers, unit="head")
+
+
+def fit_attention(model: nn.Module) -> None:
+    """After heads were cut out: the attention modules that split a packed projection by a
+    stored width (GPT-2's `split_size`) read the new one from their projection."""
+    for module in model.modules():
+        qkv = getattr(module, "c_attn", None)
+        if isinstance(getattr(module, "split_size", None), int) and qkv is not None:
+            width = qkv.weight.shape[1] // 3  # Conv1D: (in, out)
+            module.split_size = width
+            if isinstance(getattr(module, "head_dim", None), int):
+                module.num_heads = width // module.head_dim

@@ -153,7 +153,7 @@ def find_prunable_layers(
     """
     layers: dict[str, PrunableLayer] = {}
     for name, module in model.named_modules():
-        if _is_hf_conv1d(module):  # a Linear stored (in, out): its channels are columns
+        if is_hf_conv1d(module):  # a Linear stored (in, out): its channels are columns
             layers[f"{name}.weight"] = PrunableLayer(
                 name=name,
                 kind="Linear",
@@ -195,7 +195,7 @@ def find_prunable_layers(
     return list(layers.values())
 
 
-def _is_hf_conv1d(module: nn.Module) -> bool:
+def is_hf_conv1d(module: nn.Module) -> bool:
     """transformers' `pytorch_utils.Conv1D` (GPT-2's attention and MLP layers), recognised
     without importing transformers: x @ weight + bias with weight (nx, nf)."""
     weight = getattr(module, "weight", None)
