@@ -7,7 +7,6 @@ random BERTs saved with save_pretrained, and the real minilm-topics demo."""
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,8 @@ import workbench.io as wio
 from workbench.explain.text import token_input
 
 transformers = pytest.importorskip("transformers")
-sys.path.insert(0, str(Path(__file__).parent))
-from test_hf_text import VOCAB, _bert_folder  # noqa: E402  (the tiny random BERT folders)
+from tests.hf_models import VOCAB  # noqa: E402
+from tests.test_hf_text import _bert_folder  # noqa: E402  (the tiny random BERT folders)
 
 captum_attr = pytest.importorskip("captum.attr")
 
