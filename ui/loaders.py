@@ -68,8 +68,9 @@ def training_data(key: str) -> Any | None:
 
 
 def tokenizer(key: str) -> Any | None:
-    """A demo text model's tokenizer (ids back to token strings); None for other models and
-    for uploads, which keep no tokenizer (their maps name tokens by id)."""
-    if key in state.uploads():
-        return None
+    """A text model's tokenizer (ids back to token strings), a demo's or an upload's; None for
+    other models."""
+    uploads = state.uploads()
+    if key in uploads:
+        return uploads[key].tokenizer
     return demo(key).tokenizer

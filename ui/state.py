@@ -43,6 +43,7 @@ class Upload:
     info: ModelInfo
     bench: Workbench
     train: Any = None  # a training set brought with the model, for the Recover page
+    tokenizer: Any = None  # a text model's, to show its token ids as words
 
 
 def _init() -> None:
@@ -147,9 +148,12 @@ def uploads() -> dict[str, Upload]:
     return st.session_state[_UPLOADS]
 
 
-def add_upload(key: str, info: ModelInfo, bench: Workbench, train: Any = None) -> None:
-    """Keep a model this session loaded (with its training set, if any), and switch to it."""
-    uploads()[key] = Upload(info, bench, train)
+def add_upload(
+    key: str, info: ModelInfo, bench: Workbench, train: Any = None, tokenizer: Any = None
+) -> None:
+    """Keep a model this session loaded (with its training set and a text model's tokenizer,
+    if any), and switch to it."""
+    uploads()[key] = Upload(info, bench, train, tokenizer)
     st.session_state[_PLANS].pop(key, None)
     set_demo(key)
 

@@ -25,7 +25,8 @@ def render(staged: Any) -> None:
             st.error(plain(built.error), icon=":material/error:")
         else:
             assert built.info is not None and built.bench is not None
-            state.add_upload(key, built.info, built.bench, built.train)
+            tokenizer = getattr(staged.model, "tokenizer", None)
+            state.add_upload(key, built.info, built.bench, built.train, tokenizer)
             staging.release()
             st.switch_page("pages/model.py")
     st.caption(
