@@ -159,9 +159,17 @@ def test_gpt2s_packed_projection_is_cut_by_head(gpt2) -> None:
 
 
 @pytest.mark.parametrize("level", [0.25, 0.5, 1.0])
-def test_gpt2_without_heads_is_the_smaller_model(gpt2, level: float) -> None:
+def test_gpt2_without_heads_and_neurons_is_the_smaller_model(gpt2, level: float) -> None:
+    # Torch-Pruning cannot trace GPT-2: its feed-forward blocks are found by their layout
+    ffn = [g for g in gpt2.channel_groups.groups if g.unit == "channel"]
+    assert [(g.names, [c.name for c in g.consumers]) for g in ffn] == [
+        ((f"model.transformer.h.{i}.mlp.c_fc",), [f"model.transformer.h.{i}.mlp.c_proj"])
+        for i in range(2)
+    ]
     leaders = [g.leader for g in _heads(gpt2)]
-    plan = wb.PruningPlan(dict.fromkeys(leaders, level), granularity="group")
+    plan = wb.PruningPlan(
+        dict.fromkeys(leaders + [g.leader for g in ffn], level), granularity="group"
+    )
     small = wb.compact(gpt2, plan)
     with torch.no_grad():
         got = small.model(gpt2.val_inputs)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import torch
 from torch import fx, nn
 
-from workbench.evaluate.heads import attention_heads, fit_attention
+from workbench.evaluate.heads import attention_heads, feed_forward, fit_attention
 from workbench.evaluate.modelling import private_copy
 from workbench.pruning.groups import ChannelGroup, ChannelGroups, Coupling
 from workbench.pruning.layers import PrunableLayer, is_hf_conv1d
@@ -61,19 +61,21 @@ def find_groups(
     inputs = sample[:CHECK_SAMPLES].detach().cpu()
     by_name = {layer.name: layer for layer in layers}
     # Attention heads first: the dependency graph sees q and k meet in a matmul, not heads.
-    heads, alone = [], {}
-    for group in attention_heads(work, by_name):
-        why = _check_removal(work, group, inputs)
-        if why is None:
-            heads.append(group)
-        else:
-            alone |= dict.fromkeys(group.names, why)
+    heads, alone = _checked(work, attention_heads(work, by_name), inputs)
     taken = {name for group in heads for name in group.names} | set(alone)
+
+    def without_graph(why: str) -> ChannelGroups:
+        """The heads, and the feed-forward blocks found by their layout; the rest alone."""
+        blocks = [g for g in feed_forward(work, by_name) if not taken & set(g.names)]
+        ffn, failed = _checked(work, blocks, inputs)
+        cut = taken | {n for g in ffn for n in g.names} | set(failed)
+        rest = {n: why for n in names if n not in cut}
+        return ChannelGroups(tuple(heads + ffn), alone | failed | rest)
+
     try:
         import torch_pruning as tp
     except ImportError:
-        why = "Torch-Pruning is not installed (pip install torch-pruning)"
-        return ChannelGroups(tuple(heads), alone | {n: why for n in names if n not in taken})
+        return without_graph("Torch-Pruning is not installed (pip install torch-pruning)")
 
     for param in work.parameters():
         param.requires_grad_(True)  # the dependency graph follows autograd
@@ -83,8 +85,7 @@ def find_groups(
             graph = tp.DependencyGraph().build_dependency(work, example_inputs=inputs[:2])
             found = list(graph.get_all_groups(root_module_types=_LAYERS))
     except Exception as error:  # tracing arbitrary code fails in many ways
-        why = f"Torch-Pruning cannot trace the model ({type(error).__name__})"
-        return ChannelGroups(tuple(heads), alone | {n: why for n in names if n not in taken})
+        return without_graph(f"Torch-Pruning cannot trace the model ({type(error).__name__})")
     for param in work.parameters():
         param.requires_grad_(False)
 
@@ -179,6 +180,20 @@ def _group(
             return None, f"the grouped convolution {consumer.name} reads them"
     group = ChannelGroup(channels, tuple(members), tuple(zeroed), tuple(consumers))
     return group, None
+
+
+def _checked(
+    model: nn.Module, groups: list[ChannelGroup], inputs: torch.Tensor
+) -> tuple[list[ChannelGroup], dict[str, str]]:
+    """The groups whose removal check passes, and {layer: why} for the members of the others."""
+    kept, alone = [], {}
+    for group in groups:
+        why = _check_removal(model, group, inputs)
+        if why is None:
+            kept.append(group)
+        else:
+            alone |= dict.fromkeys(group.names, why)
+    return kept, alone
 
 
 def _check_removal(model: nn.Module, group: ChannelGroup, inputs: torch.Tensor) -> str | None:

@@ -128,3 +128,40 @@ def fit_attention(model: nn.Module) -> None:
             module.split_size = width
             if isinstance(getattr(module, "head_dim", None), int):
                 module.num_heads = width // module.head_dim
+
+
+#: (intermediate, output) layer names of a feed-forward block, relative to the module holding
+#: both: GPT-2's MLP, DistilBERT's FFN, the fc1/fc2 family, BERT's layer.
+_FFN = (
+    ("c_fc", "c_proj"),
+    ("lin1", "lin2"),
+    ("fc1", "fc2"),
+    ("intermediate.dense", "output.dense"),
+)
+
+
+def feed_forward(model: nn.Module, layers: Mapping[str, PrunableLayer]) -> list[ChannelGroup]:
+    """One group per feed-forward block found by its layout (the dependency graph finds the
+    same where it can trace the model, but not in GPT-2): the intermediate layer's rows (its
+    neurons) with the output layer's input columns. The removal check decides whether the
+    activation between them keeps a zeroed neuron at zero."""
+    found = []
+    for name, _ in model.named_modules():
+        prefix = f"{name}." if name else ""
+        for inner, outer in _FFN:
+            up, down = prefix + inner, prefix + outer
+            if up not in layers or down not in layers:
+                continue
+            width = layers[up].shape[0]
+            if layers[down].shape[1] != width or layers[up].groups != 1:
+                continue
+            index = torch.arange(width)
+            zeroed = (
+                (Coupling(f"{up}.bias", index, index, width),)
+                if getattr(model.get_submodule(up), "bias", None) is not None
+                else ()
+            )
+            member = Coupling(up, index, index, width)
+            consumer = Coupling(down, index, index, width)
+            found.append(ChannelGroup(width, (member,), zeroed, (consumer,)))
+    return found
