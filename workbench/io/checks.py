@@ -186,8 +186,9 @@ def _prunable(model: nn.Module) -> Finding:
     if layers:
         kinds = Counter(layer.kind for layer in layers)
         summary = ", ".join(f"{n} {k}" for k, n in kinds.items())
-        how = "" if graph_module is not None else " (the model runs whole: exact, not incremental)"
-        return Finding("ok", "prunable layers", f"{len(layers)} prunable layers: {summary}{how}")
+        # Whether the engine can cut the model (torch.fx, else torch.export) is known once it
+        # is built: `Workbench.incremental_note`, shown on the Prune page.
+        return Finding("ok", "prunable layers", f"{len(layers)} prunable layers: {summary}")
     holders = Counter(
         getattr(module, "original_name", None) or type(module).__name__
         for module in model.modules()
@@ -195,18 +196,14 @@ def _prunable(model: nn.Module) -> Finding:
     )
     found = ", ".join(f"{k} ({n})" for k, n in holders.most_common(8)) or "no parameters at all"
     hint = ""
-    if "Conv1D" in holders:
-        hint = (
-            " GPT-2-style Conv1D layers store their weight transposed (in, out) and are not "
-            "pruned here."
-        )
-    elif any(name.startswith("ConvTranspose") for name in holders):
+    if any(name.startswith("ConvTranspose") for name in holders):
         hint = " Transposed convolutions are not pruned here."
     return Finding(
         "error",
         "prunable layers",
-        "the model has no prunable layers: the workbench prunes the weights of Linear and "
-        "Conv1d/2d/3d layers (or of linear and convolution operations in its graph); this "
+        "the model has no prunable layers: the workbench prunes the weights of Linear, "
+        "Conv1d/2d/3d and transformers' Conv1D layers (or of linear and convolution operations "
+        "in its graph); this "
         f"model keeps its parameters in {found}.{hint}",
     )
 
