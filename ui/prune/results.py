@@ -35,6 +35,8 @@ def _results(plan: PruningPlan, report: Report | Estimate) -> None:
         )
     for note in report.notes:  # what the plan leaves undone: output layers, coupled layers
         st.caption(plain(note))
+    if pruned_any and bench.incremental_note:  # why a slider step costs a whole run here
+        st.caption(plain(bench.incremental_note))
     # One chart per change: only the view on screen is built (each costs a few ms).
     view = st.segmented_control(
         "View",
