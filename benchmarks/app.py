@@ -137,10 +137,12 @@ def progressive(page: Page, layer: str, steps: int) -> list[dict[str, float]]:
     return out
 
 
-def burst(page: Page, bench: wb.Workbench, layer: str, start: int) -> dict[str, float]:
-    """BURST presses at once from `start` percent; marks of the last value's numbers."""
+def burst(page: Page, url: str, bench: wb.Workbench, layer: str) -> dict[str, float]:
+    """BURST presses at once on a fresh (dense) session; marks of the last value's numbers."""
+    page.goto(f"{url}/prune?demo=scale-resnet")
+    wait_for_app(page, timeout_ms=600_000)
     slider = page.get_by_role("slider", name=re.compile(rf"^{re.escape(layer)} ·"))
-    final = (start + BURST) / 100
+    final = BURST / 100
     wanted = f"{bench.size(wb.PruningPlan({layer: final}))['nonzero_params']:,}"
     watch(page, wanted)
     slider.focus()
@@ -175,6 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke test)")
     parser.add_argument("--sessions", type=int, default=0, help="concurrent sessions on digits-cnn")
+    parser.add_argument("--scale-only", action="store_true", help="only the scale ResNet's part")
     args = parser.parse_args()
     steps = 3 if args.quick else 10
     print(
@@ -199,7 +202,8 @@ def main() -> None:
             if args.sessions:
                 concurrent(context, app.url, args.sessions, steps, floor_ms)
             else:
-                demos(page, app.url, steps, floor_ms)
+                if not args.scale_only:
+                    demos(page, app.url, steps, floor_ms)
                 scale(page, app.url, 2 if args.quick else 3, floor_ms)
         browser.close()
 
@@ -242,7 +246,7 @@ def scale(page: Page, url: str, steps: int, floor_ms: float) -> None:
         print(f"{layer:16} {first:7.2f} {first * 1000 / floor_ms:8.2f} {metrics:9.2f} "
               f"{metrics * 1000 / floor_ms:8.2f} {estimated:>4}/{steps:<3} {exact:7.2f} "
               f"{bound:7.2f} {exact / bound:11.2f}")  # fmt: skip
-    found = burst(page, bench, "stem.0", steps)
+    found = burst(page, url, bench, "stem.0")
     print(
         f"\nburst of {BURST} presses on stem.0: settled (exact) after {found['exact']:.2f} s, "
         f"{found['exact'] / single:.2f}× one press's exact time ({single:.2f} s; goal <= 2×)"

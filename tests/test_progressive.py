@@ -5,7 +5,9 @@ the exact report that replaces it, and cancelled evaluations that leave nothing 
 from __future__ import annotations
 
 import copy
+import gc
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from torch.nn.utils import prune
 
 import workbench as wb
+import workbench.evaluate.estimate as estimate_module
 from workbench.evaluate.estimate import (
     RESAMPLES,
     Estimator,
@@ -107,7 +110,8 @@ def test_data_criteria_rank_the_subset_as_the_whole_set(digits) -> None:
         assert torch.equal(sub_masks[name], mask), name
 
 
-def test_a_slow_evaluation_shows_the_estimate_then_the_exact_report(digits) -> None:
+def test_a_slow_evaluation_shows_the_estimate_then_the_exact_report(digits, monkeypatch) -> None:
+    monkeypatch.setattr(estimate_module, "MIN_FLOPS", 0)  # the demo is tiny: estimate it anyway
     demo, _ = digits
     bench = wb.Workbench(demo.model, demo.val)
     plan = _plan(bench)
@@ -147,7 +151,8 @@ def test_a_cancelled_evaluation_leaves_nothing_stale(digits) -> None:
     assert bench.evaluate(later).metrics == fresh.evaluate(later).metrics
 
 
-def test_a_cancelled_progressive_evaluation_raises_after_its_estimate(digits) -> None:
+def test_a_cancelled_progressive_evaluation_raises_after_its_estimate(digits, monkeypatch) -> None:
+    monkeypatch.setattr(estimate_module, "MIN_FLOPS", 0)
     demo, _ = digits
     bench = wb.Workbench(demo.model, demo.val, batch_size=64)
     events = evaluate_iter(bench, _plan(bench), budget=0.0, cancel=lambda: True)
@@ -174,6 +179,7 @@ def test_costs_are_predicted_from_measured_evaluations(digits) -> None:
 def test_the_small_demos_never_show_an_estimate(name: str) -> None:
     demo = wb.load_demo(name)
     bench = wb.Workbench(demo.model, demo.val)
+    assert not estimator(bench).available  # under MIN_FLOPS: fast on any machine
     for layer in (bench.layer_names[0], bench.layer_names[-1]):
         for sparsity in (0.2, 0.4, 0.6):
             plan = wb.PruningPlan(sparsity={layer: sparsity})
@@ -205,6 +211,7 @@ def test_prune_page_shows_the_estimate_then_the_exact_numbers(monkeypatch) -> No
     from ui.prune import exact
 
     monkeypatch.setattr(exact, "BUDGET", 0.0)  # every step is "slow"
+    monkeypatch.setattr(estimate_module, "MIN_FLOPS", 0)
     monkeypatch.setattr(exact, "WAIT_SECONDS", 0.0)  # draw the estimate, do not wait here
     release, real = threading.Event(), exact.evaluate_iter
 
@@ -244,3 +251,13 @@ def test_prune_page_on_a_small_demo_shows_exact_numbers_only() -> None:
         report = bench.evaluate(wb.PruningPlan({"features.0": value / 100}))
         assert _metric(at, "Accuracy") == f"{report.metrics['accuracy']:.2%}"
         assert not at.get("progress")
+
+
+def test_a_workbench_and_its_estimator_are_freed_together() -> None:
+    demo = wb.load_demo("digits-cnn")
+    bench = wb.Workbench(demo.model, demo.val)
+    estimator(bench).subset  # noqa: B018 - builds the subset workbench
+    gone = weakref.ref(bench)
+    del bench
+    gc.collect()
+    assert gone() is None

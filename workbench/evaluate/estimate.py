@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,9 @@ FRAME_BUDGET = 0.15
 SUBSET = 256
 #: Fewer samples than this make no useful estimate: such workbenches always answer exactly.
 MIN_SUBSET = 50
+#: Workbenches whose whole evaluation is fewer FLOPs than this answer exactly: on any CPU that
+#: is milliseconds to tens of them (the demos: 0.5 GFLOP at most; the scale ResNet 178).
+MIN_FLOPS = 2e9
 #: Bootstrap resamples of the subset, and the intervals' coverage.
 RESAMPLES = 200
 CONFIDENCE = 0.95
@@ -140,8 +142,7 @@ class Estimator:
         #: The fixed subset: rows of the validation set.
         self.rows = stratified_rows(_strata(bench), min(samples, total // 4), seed)
         self.samples = int(self.rows.shape[0])
-        #: False when the validation set is too small for a useful estimate.
-        self.available = self.samples >= MIN_SUBSET
+        self.flops = bench.dense_size["flops_dense"] * total  # one whole evaluation
         self.scale = total / max(self.samples, 1)  # whole set / subset, in samples
         generator = torch.Generator().manual_seed(seed)
         #: (resamples, samples) indices into the subset: the documented draw, seeded.
@@ -154,6 +155,12 @@ class Estimator:
         # (a burst of load on a shared machine does not make a fast layer look slow for good)
         self._seconds: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        """Whether estimates are worth it: enough samples, and whole evaluations that are not
+        cheap whatever the machine (the timing then decides each step)."""
+        return self.samples >= MIN_SUBSET and self.flops >= MIN_FLOPS
 
     @property
     def subset(self) -> Workbench:
@@ -253,16 +260,20 @@ def evaluate_iter(
     yield EvaluationProgress(1, 1, "exact", result=report)
 
 
-_ESTIMATORS: weakref.WeakKeyDictionary[Workbench, Estimator] = weakref.WeakKeyDictionary()
+# The workbench holds its estimator: the subset workbench shares the workbench's statistics,
+# which refer to it, so a table keyed weakly by the workbench would keep both alive for good;
+# as an attribute, the two are one cycle the garbage collector frees together.
+_ATTRIBUTE = "_workbench_estimator"
 _ESTIMATORS_LOCK = threading.Lock()
 
 
 def estimator(bench: Workbench) -> Estimator:
     """The workbench's estimator (made on first use; it goes with the workbench)."""
     with _ESTIMATORS_LOCK:
-        found = _ESTIMATORS.get(bench)
+        found = vars(bench).get(_ATTRIBUTE)
         if found is None:
-            found = _ESTIMATORS[bench] = Estimator(bench)
+            found = Estimator(bench)
+            setattr(bench, _ATTRIBUTE, found)
         return found
 
 
