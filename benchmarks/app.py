@@ -258,7 +258,11 @@ def concurrent(context, url: str, n: int, steps: int, floor_ms: float) -> None:
     layer = "classifier.1"
     pages = []
     for _ in range(n):
-        page = context.new_page()
+        # A context (window) each: a page behind another in one window gets no animation
+        # frames, so its marks would wait for it to come to the front.
+        own = context.browser.new_context(viewport={"width": 1400, "height": 1000})
+        install_idle_tracker(own)
+        page = own.new_page()
         page.set_default_timeout(600_000)
         page.goto(f"{url}/prune?demo=digits-cnn")
         wait_for_app(page, timeout_ms=180_000)
