@@ -97,10 +97,10 @@ def test_a_link_to_a_missing_model_says_so_and_drops_its_plan() -> None:
 def test_an_evaluation_error_keeps_the_sliders_and_the_url(monkeypatch) -> None:
     evaluate = wb.Workbench.evaluate
 
-    def failing(self, plan):
+    def failing(self, plan, cancel=None):
         if plan.method == "random":
             raise wb.PlanError("the random criterion cannot score this layer")
-        return evaluate(self, plan)
+        return evaluate(self, plan, cancel)
 
     monkeypatch.setattr(wb.Workbench, "evaluate", failing)
     at = open_page("pages/prune.py", query={"sp": "features.2:0.6"})
