@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 import workbench as wb
 from workbench.analysis import solve_budget
@@ -24,7 +24,7 @@ def test_scan_propose_and_apply_on_the_prune_page(page: Page, streamlit_server: 
     wait_for_app(page, timeout_ms=120_000)
     main = page.get_by_test_id("stMain")
     main.get_by_text("Interaction check").first.wait_for()
-    assert main.get_by_role("button", name="Download CSV").is_visible()
+    expect(main.get_by_role("button", name="Download CSV")).to_be_visible()  # waits for the rerun
 
     # The oracle: the same scan and budget through the API, on a workbench of its own.
     demo = wb.load_demo("digits-mlp")
