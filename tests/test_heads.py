@@ -24,13 +24,33 @@ transformers = pytest.importorskip("transformers")
 HEADS, HEAD_SIZE = 4, 4
 
 
-@pytest.fixture(scope="module", params=["bert", "distilbert"])
-def bench(request, tmp_path_factory) -> wb.Workbench:
-    folder = tiny_folder(tmp_path_factory.mktemp("hf"), request.param, layers=2, heads=HEADS)
+def _tiny_bench(tmp_path_factory, family: str) -> wb.Workbench:
+    """A workbench on a tiny random model of `family` (two blocks of four heads), as the Load
+    page builds it from the folder and 24 labelled texts."""
+    folder = tiny_folder(tmp_path_factory.mktemp("hf"), family, layers=2, heads=HEADS)
     loaded = wio.load_model(folder)
     ids = loaded.tokenizer(texts(24))
     data = wio.LoadedData.of(ids, torch.randint(0, 3, (24,)), "t", "text", "text")
     return wio.run_build(loaded, data).bench
+
+
+def _assert_prune_oracle(bench: wb.Workbench, plan: wb.PruningPlan, masks: dict) -> None:
+    """The plan's outputs equal a deep copy pruned by torch.nn.utils.prune.custom_from_mask
+    with `masks` ({module: (weight mask, bias mask)}, True = kept)."""
+    oracle = copy.deepcopy(bench.model)
+    for name, (weight, bias) in masks.items():
+        module = oracle.get_submodule(name)
+        prune.custom_from_mask(module, "weight", weight.expand_as(module.weight))
+        prune.custom_from_mask(module, "bias", bias)
+    with torch.no_grad():
+        want = oracle(bench.val_inputs)
+    got = bench.outputs(plan)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+@pytest.fixture(scope="module", params=["bert", "distilbert"])
+def bench(request, tmp_path_factory) -> wb.Workbench:
+    return _tiny_bench(tmp_path_factory, request.param)
 
 
 def _heads(bench: wb.Workbench) -> list:
@@ -68,16 +88,8 @@ def test_heads_are_ranked_by_hand_and_removed_as_prune_would(bench) -> None:
         assert {int(r) // HEAD_SIZE for r in gone.nonzero().flatten()} == removed
         assert int(gone.sum()) == 2 * HEAD_SIZE
     # oracle: torch.nn.utils.prune zeroing those heads' rows (and biases) on a deep copy
-    oracle = copy.deepcopy(model)
     rows = torch.tensor([r // HEAD_SIZE in removed for r in range(HEADS * HEAD_SIZE)])
-    for name in group.names:
-        module = oracle.get_submodule(name)
-        prune.custom_from_mask(module, "weight", (~rows)[:, None].expand_as(module.weight))
-        prune.custom_from_mask(module, "bias", ~rows)
-    with torch.no_grad():
-        want = oracle(bench.val_inputs)
-    got = bench.outputs(plan)
-    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    _assert_prune_oracle(bench, plan, {n: ((~rows)[:, None], ~rows) for n in group.names})
 
 
 @pytest.mark.parametrize("level", [0.25, 0.5, 1.0])
@@ -125,11 +137,7 @@ def test_the_real_demo_cuts_heads_and_compacts() -> None:
 
 @pytest.fixture(scope="module")
 def gpt2(tmp_path_factory) -> wb.Workbench:
-    folder = tiny_folder(tmp_path_factory.mktemp("hf"), "gpt2", layers=2, heads=HEADS)
-    loaded = wio.load_model(folder)
-    ids = loaded.tokenizer(texts(24))
-    data = wio.LoadedData.of(ids, torch.randint(0, 3, (24,)), "t", "text", "text")
-    return wio.run_build(loaded, data).bench
+    return _tiny_bench(tmp_path_factory, "gpt2")
 
 
 def test_gpt2s_packed_projection_is_cut_by_head(gpt2) -> None:
@@ -148,14 +156,7 @@ def test_gpt2s_packed_projection_is_cut_by_head(gpt2) -> None:
     gone = ~kept.any(0)
     removed = {int(c) % width // HEAD_SIZE for c in gone.nonzero().flatten()}
     assert len(removed) == 2 and int(gone.sum()) == 3 * 2 * HEAD_SIZE
-    oracle = copy.deepcopy(gpt2.model)
-    module = oracle.get_submodule(c_attn)
-    prune.custom_from_mask(module, "weight", (~gone)[None, :].expand_as(module.weight))
-    prune.custom_from_mask(module, "bias", ~gone)
-    with torch.no_grad():
-        want = oracle(gpt2.val_inputs)
-    got = gpt2.outputs(plan)
-    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    _assert_prune_oracle(gpt2, plan, {c_attn: ((~gone)[None, :], ~gone)})
 
 
 @pytest.mark.parametrize("level", [0.25, 0.5, 1.0])
