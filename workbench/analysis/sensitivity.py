@@ -46,6 +46,7 @@ from workbench.evaluate.metrics import (
     PRIMARY_METRIC,
     compute_metrics,
     metric_terms,
+    percentile_interval,
     reduce_terms,
 )
 from workbench.evaluate.workbench import Workbench, register_analysis
@@ -402,10 +403,7 @@ class _Evaluator:
 
     def _interval(self, samples: torch.Tensor) -> tuple[float, float]:
         """The percentile interval of the bootstrap values at the scan's confidence."""
-        alpha = (1.0 - self.settings.confidence) / 2
-        quantiles = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)
-        low, high = torch.quantile(samples.double().cpu(), quantiles).tolist()
-        return low, high
+        return percentile_interval(samples, self.settings.confidence)
 
 
 def _frame(

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 import torch
 
 from workbench.evaluate.lazy import Lazy
-from workbench.evaluate.metrics import label_free_task, metric_terms, reduce_terms
+from workbench.evaluate.metrics import (
+    label_free_task,
+    metric_terms,
+    percentile_interval,
+    reduce_terms,
+)
 from workbench.evaluate.report import Report
 from workbench.evaluate.workbench import Workbench
 from workbench.progress import Progress
@@ -113,14 +118,6 @@ def stratified_rows(strata: torch.Tensor, size: int, seed: int = 0) -> torch.Ten
         members = (strata == value).nonzero().squeeze(1)
         rows.append(members[torch.randperm(members.shape[0], generator=generator)[:k]])
     return torch.cat(rows).sort().values
-
-
-def percentile_interval(samples: torch.Tensor, confidence: float) -> tuple[float, float]:
-    """The percentile interval of bootstrap values (numpy's default interpolation)."""
-    alpha = (1.0 - confidence) / 2
-    quantiles = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)
-    low, high = torch.quantile(samples.double().cpu(), quantiles).tolist()
-    return low, high
 
 
 class Estimator:

@@ -205,6 +205,14 @@ def dense_predictions(dense_outputs: torch.Tensor) -> torch.Tensor:
     return dense_outputs.double().argmax(dim=1)
 
 
+def percentile_interval(samples: torch.Tensor, confidence: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap values (numpy's default interpolation)."""
+    alpha = (1.0 - confidence) / 2
+    quantiles = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)
+    low, high = torch.quantile(samples.double().cpu(), quantiles).tolist()
+    return low, high
+
+
 def reduce_terms(
     task: Task, terms: dict[str, torch.Tensor], rows: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
