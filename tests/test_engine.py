@@ -23,7 +23,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import workbench as wb
 from workbench.evaluate.graph import trace
-from workbench.evaluate.metrics import compute_metrics, in_top_k
+from workbench.evaluate.metrics import (
+    _plain_classification_terms,
+    classification_terms,
+    compute_metrics,
+)
 from workbench.evaluate.size import total_size
 
 AMOUNTS = (0.0, 0.1, 0.37, 0.5, 0.9, 1.0)  # floats: prune reads an int amount as a count
@@ -1182,21 +1186,35 @@ def test_a_first_layer_step_keeps_the_deep_cuts_cached() -> None:
     assert all(cut != runner.cuts[first] for cut, _ in b._activations._entries)
 
 
-def test_top5_accuracy_is_topks_choice_even_on_ties() -> None:
-    """`in_top_k` skips topk where counts decide; where a tie straddles the fifth place (or a
-    logit is not finite) it answers as torch.topk does."""
+def test_classification_terms_are_their_definitions_even_on_ties() -> None:
+    """The counted terms (argmax, cross-entropy and topk read from signs of differences) equal
+    argmax, F.cross_entropy and topk themselves: on ties, where a tie straddles the fifth place,
+    with a non-finite logit, without targets, with fewer than five classes, in float32."""
     g = torch.Generator().manual_seed(0)
-    for trial in range(200):
-        classes = 5 + trial % 7
+    for trial in range(240):
+        classes = 2 + trial % 10
         distinct = 1 + trial % 4  # few distinct values: ties everywhere
         logits = torch.randint(0, distinct, (40, classes), generator=g).double()
         if trial % 3 == 0:
-            logits = torch.randn(40, classes, generator=g).double()
+            logits = torch.randn(40, classes, generator=g).double() * 30
+        if trial % 5 == 0:
+            logits = logits.float()
         if trial % 11 == 0:
             logits[0, 0] = float("nan")
-        targets = torch.randint(0, classes, (40,), generator=g)
-        expected = (logits.topk(5, dim=1).indices == targets[:, None]).any(dim=1)
-        assert torch.equal(in_top_k(logits, targets, 5), expected), trial
+        targets = None if trial % 4 == 1 else torch.randint(0, classes, (40,), generator=g)
+        reference = torch.randint(0, classes, (40,), generator=g)
+        k = 5 if targets is not None and classes >= 5 else 0
+        fast = classification_terms(logits, targets, reference)
+        plain = _plain_classification_terms(logits, targets, reference, k)
+        assert list(fast) == list(plain) and fast["loss"].dtype == torch.float64, trial
+        for name in fast:
+            if name == "loss":
+                torch.testing.assert_close(fast[name], plain[name], equal_nan=True)
+            else:
+                assert torch.equal(fast[name], plain[name]), (trial, name)
+        if k:  # and the plain definition is topk's own choice
+            chosen = (logits.topk(5, dim=1).indices == targets[:, None]).any(dim=1)
+            assert torch.equal(plain["top5_accuracy"], chosen.double()), trial
 
 
 def test_reports_pickle_and_copy_with_their_lazy_parts() -> None:
