@@ -24,6 +24,15 @@ def open_page(page: str, demo: str = "digits-cnn", query: dict[str, str] | None 
     return at
 
 
+def open_section(at: AppTest, kind: str, demo: str = "digits-cnn") -> AppTest:
+    """Open a keyed expander of the page ("ship-open", "runs-open"): its content is drawn only
+    while it is open (AppTest cannot click an expander)."""
+    at.session_state[f"{kind}:{demo}:"] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -85,7 +94,7 @@ def test_plan_survives_moving_between_pages() -> None:
 
 def test_global_slider_skips_locked_layers_and_reset_restores_dense(benches) -> None:
     at = open_page("pages/prune.py")
-    next(c for c in at.checkbox if c.key.endswith(":features.0")).check().run()
+    at.multiselect(key="locks:digits-cnn:").select("features.0").run()
     next(s for s in at.slider if "All unlocked layers" in s.label).set_value(40).run()
     assert layer_slider(at, "features.0").value == 0
     assert all(layer_slider(at, n).value == 40 for n in ("features.2", "classifier.1"))

@@ -8,7 +8,7 @@ import pytest
 import streamlit as st
 
 import workbench as wb
-from tests.test_app import layer_slider, metric, open_page
+from tests.test_app import layer_slider, metric, open_page, open_section
 from ui.history.frontier import picked_run
 from workbench.track import Store, default_uri, frontier_table
 
@@ -50,6 +50,7 @@ def test_keep_records_a_run_whose_metrics_equal_the_report(data_dir, bench) -> N
 
 def test_keep_records_the_compacted_model_and_the_measured_latency(data_dir, bench) -> None:
     at = open_page("pages/prune.py", query={"sp": "features.0:0.5,features.2:0.5", "gran": "channel"})
+    open_section(at, "ship-open")
     next(b for b in at.button if b.label == "Measure latency").click().run()
     button(at, "keep").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -8,7 +8,7 @@ import time
 from streamlit.testing.v1 import AppTest
 
 import workbench as wb
-from tests.test_app import APP
+from tests.test_app import APP, open_section
 from workbench.learn import LESSONS, Facts, PlanIs
 from workbench.plots._format import format_metric
 
@@ -152,6 +152,7 @@ def test_lesson_zeros_unstructured_then_channels_timed() -> None:
 def measure(at: AppTest) -> dict[str, str]:
     """Press the Prune page's Measure latency; the latency cards by model."""
     go(at, "pages/prune.py")
+    open_section(at, "ship-open")
     button(at, "Measure latency").click().run()
     assert not at.exception, [e.value for e in at.exception]
     return {m.label: m.value for m in at.metric if m.value.endswith(" ms")}

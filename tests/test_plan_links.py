@@ -116,9 +116,12 @@ def test_an_evaluation_error_keeps_the_sliders_and_the_url(monkeypatch) -> None:
 
 def test_locks_live_in_the_url() -> None:
     at = open_page("pages/prune.py", query={"lock": "features.0"})
-    assert at.checkbox(key="lock:digits-cnn:features.0").value
-    at.checkbox(key="lock:digits-cnn:classifier.1").check().run()
+    locks = at.multiselect(key="locks:digits-cnn:")
+    assert locks.value == ["features.0"]
+    locks.select("classifier.1").run()
     assert at.query_params["lock"] == "classifier.1,features.0"
+    at.multiselect(key="locks:digits-cnn:").unselect("features.0").run()
+    assert at.query_params["lock"] == "classifier.1"
 
 
 # ---- defect 8: misleading UI details -----------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import workbench as wb
-from tests.test_app import metric, open_page
+from tests.test_app import metric, open_page, open_section
 from ui.widgets import fmt_bytes
 
 CHANNEL = {"sp": "features.0:0.5,features.2:0.5", "gran": "channel"}
@@ -38,6 +38,8 @@ def test_unstructured_plans_have_no_compacted_cards() -> None:
 def test_latency_is_measured_on_demand() -> None:
     at = open_page("pages/prune.py", query=CHANNEL)
     assert not any(m.label == "compacted" for m in at.metric)  # nothing timed until asked
+    assert not any(b.label == "Measure latency" for b in at.button)  # drawn once open
+    open_section(at, "ship-open")
     next(b for b in at.button if b.label == "Measure latency").click().run()
     assert not at.exception, [e.value for e in at.exception]
     labels = [m.label for m in at.metric]

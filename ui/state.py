@@ -234,16 +234,16 @@ def start_layer(layers: Sequence[str], plan: PruningPlan) -> str:
 
 
 def locks() -> set[str]:
-    """The locked layers of the current model (read it; change it with `set_lock`)."""
+    """The locked layers of the current model (read it; change it with `set_locks`)."""
     _init()
     return st.session_state[_LOCKS].setdefault(demo(), set())
 
 
-def set_lock(layer: str, locked: bool) -> None:
-    if locked:
-        locks().add(layer)
-    else:
-        locks().discard(layer)
+def set_locks(layers: Iterable[str]) -> None:
+    """Lock exactly `layers` of the current model."""
+    held = locks()
+    held.clear()
+    held.update(layers)
     sync_url()
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from ui import loaders, state
 from ui.text import plain
@@ -113,9 +114,8 @@ def metric_cards(report: Report | Estimate, dense_only: bool = False) -> None:
     ]
     if dense_only:
         names = [n for n in names if not n.startswith("agreement")]
-    columns = st.columns(len(names))
     estimated = isinstance(report, Estimate)
-    for column, name in zip(columns, names, strict=True):
+    for column, name in zip(st.columns(len(names)), names, strict=True):
         delta = None if dense_only else report.delta(name)
         column.metric(
             METRIC_LABELS.get(name, name),
@@ -137,8 +137,10 @@ BYTES_HELP = {
 }
 
 
-def size_cards(report: Report, speeds_up: bool = True) -> None:
-    """Sparsity, size and FLOPs against the dense model.
+def size_cards(report: Report, speeds_up: bool = True) -> Callable[[], None]:
+    """Sparsity, size and FLOPs against the dense model. Returns what draws the compressed
+    card: call it once the rest of the page is drawn (its zlib length is measured in the
+    background meanwhile, so a slider step's other numbers never wait for it).
 
     `speeds_up`: the plan removes work a dense kernel really skips (whole channels); otherwise
     the FLOPs card says it counts what skipping the zeros would save, and is not coloured.
@@ -170,7 +172,7 @@ def size_cards(report: Report, speeds_up: bool = True) -> None:
             f"{size['nonzero_params']:,} of {size['total_params']:,} parameters are non-zero.",
         ),
         in_bytes("Sparse size", "sparse_bytes", "dense_bytes", " vs dense"),
-        in_bytes("Compressed", "compressed_bytes", "compressed_bytes"),
+        # the compressed card's place
         in_bytes("int8 + bitmask", "int8_bytes", "dense_bytes", " vs fp32"),
         (
             "FLOPs / sample" if speeds_up else "FLOPs if zeros were skipped",
@@ -186,14 +188,24 @@ def size_cards(report: Report, speeds_up: bool = True) -> None:
             "as fast as the dense model.",
         ),
     ]
-    for column, (label, value, change, delta, color, help_text) in zip(
-        st.columns(len(cards)), cards, strict=True
-    ):
-        column.metric(
-            label,
-            value,
-            delta=delta,
-            delta_color=_color(change, color),
-            help=help_text,
-            border=True,
-        )
+    columns = st.columns(len(cards) + 1)
+    slot = columns[3].empty()  # the compressed card's
+    for column, card in zip(columns[:3] + columns[4:], cards, strict=True):
+        _size_card(column, *card)
+
+    def compressed() -> None:
+        _size_card(slot, *in_bytes("Compressed", "compressed_bytes", "compressed_bytes"))
+
+    if size.ready("compressed_bytes"):
+        compressed()
+        return lambda: None
+    slot.metric("Compressed", "…", help=BYTES_HELP["compressed_bytes"], border=True)
+    return compressed
+
+
+def _size_card(
+    where: DeltaGenerator, label: str, value: str, change: float, delta: str, color: str, text: str
+) -> None:
+    where.metric(
+        label, value, delta=delta, delta_color=_color(change, color), help=text, border=True
+    )

@@ -17,8 +17,8 @@ def _on_layer(layer: str) -> None:
     state.set_plan(state.plan().with_sparsity(layer, value), touched=layer)
 
 
-def _on_lock(layer: str) -> None:
-    state.set_lock(layer, bool(st.session_state[state.widget_key("lock", layer)]))
+def _on_locks() -> None:
+    state.set_locks(st.session_state[state.widget_key("locks")])
 
 
 def _pattern_share() -> float:
@@ -80,7 +80,7 @@ def _sync_widgets() -> None:
     for layer in bench.layer_names:
         wanted[state.widget_key("slider", layer)] = _percent(plan.sparsity.get(layer, 0.0))
         wanted[state.widget_key("pattern", layer)] = plan.sparsity.get(layer, 0.0) > 0
-        wanted[state.widget_key("lock", layer)] = layer in state.locks()
+    wanted[state.widget_key("locks")] = [n for n in bench.layer_names if n in state.locks()]
     free_layers = [n for n in bench.layer_names if n not in state.locks()]
     wanted[state.widget_key("global-pattern")] = bool(free_layers) and all(
         plan.sparsity.get(n, 0.0) > 0 for n in free_layers

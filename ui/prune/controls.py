@@ -1,4 +1,5 @@
-"""The Prune page's layer controls: the global control, then a lock and a control per layer."""
+"""The Prune page's layer controls: the global control and the layers it leaves alone, then a
+control per layer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ui.prune.callbacks import (
     _on_global,
     _on_global_pattern,
     _on_layer,
-    _on_lock,
+    _on_locks,
     _on_pattern,
 )
 from ui.text import plain
@@ -17,12 +18,14 @@ from workbench import GRANULARITIES, PruningPlan, Report
 
 
 def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool) -> None:
-    """The global control, then a lock and a control per layer."""
+    """The global control and the locked layers, then a control per layer. A page draws every
+    element again on each slider step, so a layer's row is its control alone (and a caption
+    where it has something to say)."""
     granularity = GRANULARITIES[plan.granularity]
     pattern = not granularity.ranks_globally  # N:M: a layer has the pattern or not
     if pattern:
         st.toggle(
-            f"**All unlocked layers** · {granularity.name} pattern",
+            f"All unlocked layers · {granularity.name} pattern",
             key=state.widget_key("global-pattern"),
             on_change=_on_global_pattern,
             help=f"Puts the {granularity.name} pattern on every unlocked layer: "
@@ -31,7 +34,7 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
         )
     else:
         st.slider(
-            "**All unlocked layers**",
+            "All unlocked layers",
             0,
             100,
             step=1,
@@ -40,6 +43,16 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
             on_change=_on_global,
             help="Sets every unlocked layer to the same sparsity.",
         )
+    bench = loaders.current()
+    st.multiselect(
+        "Locked layers",
+        bench.layer_names,
+        key=state.widget_key("locks"),
+        on_change=_on_locks,
+        placeholder="None: the global control sets every layer",
+        help="The global control leaves locked layers alone (and global scope does not rank "
+        "them); their own sliders still move them.",
+    )
     if global_scope:
         st.caption(
             "Global scope: the unlocked layers are ranked together, so each layer's real cut "
@@ -50,12 +63,11 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
             f"{granularity.name}: a layer has the pattern ({1 - granularity.n / granularity.m:.0%}"
             f" of each group of {granularity.m} weights removed) or is dense."
         )
-    real = (
-        {}
-        if report is None
-        else dict(zip(report.layers["name"], report.layers["sparsity"], strict=True))
+    real = (  # each layer's real cut under global scope (the layer table is built lazily)
+        dict(zip(report.layers["name"], report.layers["sparsity"], strict=True))
+        if global_scope and report is not None
+        else {}
     )
-    bench = loaders.current()
     # Under `group` a coupled group's other members follow its leader's slider.
     groups = bench.channel_groups if plan.granularity == "group" else None
     followers = groups.followers if groups is not None else {}
@@ -66,24 +78,16 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
         leader = followers.get(row.name)
         if off_limits:
             blocked.append(row.name)
-        lock_col, control_col = st.columns([0.1, 0.9], vertical_alignment="center")
-        lock_col.checkbox(
-            f"Lock {row.name}",
-            key=state.widget_key("lock", row.name),
-            on_change=_on_lock,
-            args=(row.name,),
-            label_visibility="collapsed",
-        )
         label = f"{row.name} · {row.kind} {row.shape}"
         if pattern:
-            control_col.toggle(
+            st.toggle(
                 label,
                 key=state.widget_key("pattern", row.name),
                 on_change=_on_pattern,
                 args=(row.name,),
             )
         else:
-            control_col.slider(
+            st.slider(
                 label,
                 0,
                 100,
@@ -98,18 +102,18 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
             )
         group = groups.of(row.name) if groups is not None else None
         if leader is not None:
-            control_col.caption(
+            st.caption(
                 f"Its {groups.of(row.name).unit}s go with {_short(leader, row.name)}'s: "
                 "that slider cuts its group"
             )
         elif group is not None and len(group.names) > 1:
-            control_col.caption(
+            st.caption(
                 f"Leads a group of {group.channels} {group.unit}s: "
                 f"{', '.join(_short(n, row.name) for n in group.names[1:])} lose the same "
                 f"{group.unit}s"
             )
         if global_scope and row.name in real and not off_limits and leader is None:
-            control_col.caption(f"Real cut: {real[row.name]:.1%}")
+            st.caption(f"Real cut: {real[row.name]:.1%}")
     if blocked:
         st.caption(
             plain(
@@ -118,7 +122,6 @@ def _layer_controls(plan: PruningPlan, report: Report | None, global_scope: bool
                 "prune it unstructured instead."
             )
         )
-    st.caption("Tick a box to lock a layer: the global control leaves it alone.")
 
 
 def _short(name: str, beside: str) -> str:

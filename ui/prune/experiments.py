@@ -34,7 +34,15 @@ def render(report: Report | None) -> None:
             tracking.keep(report, latency=ship.measured(report.plan))  # if the Ship section did
             st.toast("Kept: the History page lists it.", icon=":material/bookmark_added:")
     runs = tracking.runs()
-    with bar[3].expander(f"Kept runs ({len(runs)})", icon=":material/history:"):
+    kept = bar[3].expander(
+        f"Kept runs ({len(runs)})",
+        icon=":material/history:",
+        key=state.widget_key("runs-open"),
+        on_change="rerun",
+    )
+    if not kept.open:  # listed only when open: a slider step redraws the page around it
+        return
+    with kept:
         if runs.empty:
             st.caption("None yet: **Keep** a plan to compare it later.")
         metric = PRIMARY_METRIC[report.task] if report is not None else None

@@ -59,7 +59,8 @@ def render() -> None:
     if shown is not None:
         widgets.metric_cards(shown)
         coming = st.container()  # for an estimate: says so, and waits (at the end) for exact
-        widgets.size_cards(shown, speeds_up=granularity.structured)  # sizes are always exact
+        # Sizes are always exact; the compressed one is drawn last (see size_cards).
+        compressed = widgets.size_cards(shown, speeds_up=granularity.structured)
         ship.compact_cards(plan, shown)  # a channel plan: the physically smaller model
     experiments.render(report)  # undo / redo, Keep, the recent runs
     left, right = st.columns([1, 1.9], gap="large")
@@ -69,6 +70,7 @@ def render() -> None:
         with right:
             _results(plan, shown)
         ship.render(plan)
+        compressed()
         if not isinstance(shown, Report):
             with coming:
                 exact.coming(bench, shown)

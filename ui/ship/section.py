@@ -112,7 +112,15 @@ def compact_cards(plan: PruningPlan, report: Report) -> None:
 
 def render(plan: PruningPlan) -> None:
     bench = loaders.current()
-    with st.expander("Ship: measured latency and downloads", icon=":material/rocket_launch:"):
+    ship = st.expander(
+        "Ship: measured latency and downloads",
+        icon=":material/rocket_launch:",
+        key=state.widget_key("ship-open"),
+        on_change="rerun",
+    )
+    if not ship.open:  # drawn only when open: a slider step redraws the page around it
+        return
+    with ship:
         left, right = st.columns([1, 1.4], gap="large")
         batch = widgets.choice(left, "Batch", ["1", "validation batch"], "ship-batch")
         size = 1 if batch == "1" else min(bench.batch_size, len(bench.val_inputs))

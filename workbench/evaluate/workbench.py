@@ -675,9 +675,7 @@ class Workbench:
 
         return key
 
-    def _resume(
-        self, key: Callable[[int], tuple], peek: bool = False
-    ) -> tuple[int, list | None]:
+    def _resume(self, key: Callable[[int], tuple], peek: bool = False) -> tuple[int, list | None]:
         """The deepest cut whose live set is cached (or only the input), and that live set;
         `peek` leaves the cache's order alone. Call under the lock."""
         for cut in reversed(self._cacheable):
@@ -919,27 +917,33 @@ class Workbench:
     def _layer_table(
         self, specs: dict[str, MaskSpec], sizes: dict[str, TensorSize]
     ) -> pd.DataFrame:
-        rows = []
+        columns: dict[str, list] = {
+            name: []
+            for name in (
+                "name", "kind", "params", "nonzero", "sparsity", "method", "granularity",
+                "removed_units", "removed_inputs", "flops",
+            )
+        }  # fmt: skip
         for layer in self._layers:
             spec = specs.get(layer.name)
             size = sizes[layer.weight_name]
             dead = self._dead_inputs(layer, specs)
-            rows.append(
-                {
-                    "name": layer.name,
-                    "kind": layer.kind,
-                    "params": layer.params,
-                    "nonzero": size.nonzero,
-                    "sparsity": 1 - size.nonzero / layer.params,
-                    "method": spec.method if spec else None,
-                    "granularity": spec.granularity if spec else None,
-                    "removed_units": spec.removed if spec else 0,
-                    # Input columns that read removed channels of an earlier layer.
-                    "removed_inputs": int(self._dead_columns(layer, dead).sum()) if dead else 0,
-                    "flops": self._layer_flops.get(layer.name, 0),
-                }
-            )
-        return pd.DataFrame(rows)
+            row = {
+                "name": layer.name,
+                "kind": layer.kind,
+                "params": layer.params,
+                "nonzero": size.nonzero,
+                "sparsity": 1 - size.nonzero / layer.params,
+                "method": spec.method if spec else None,
+                "granularity": spec.granularity if spec else None,
+                "removed_units": spec.removed if spec else 0,
+                # Input columns that read removed channels of an earlier layer.
+                "removed_inputs": int(self._dead_columns(layer, dead).sum()) if dead else 0,
+                "flops": self._layer_flops.get(layer.name, 0),
+            }
+            for name, value in row.items():
+                columns[name].append(value)
+        return pd.DataFrame(columns)  # from columns: a list of row dicts is several times slower
 
 
 # Without a graph the engine cannot see which later layers read a channel (issue: TorchScript).
