@@ -209,7 +209,7 @@ def is_hf_conv1d(module: nn.Module) -> bool:
 
 
 def _module_kind(module: nn.Module) -> str | None:
-    """"Linear", "Conv2d", ... for a module whose `weight` we prune; None for any other."""
+    """The kind ("Linear", "Conv2d", ...) of a module whose `weight` we prune, else None."""
     weight = getattr(module, "weight", None)
     if not isinstance(weight, torch.Tensor):
         return None
