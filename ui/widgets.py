@@ -137,15 +137,16 @@ BYTES_HELP = {
 }
 
 
-def size_cards(report: Report, speeds_up: bool = True) -> Callable[[], None]:
-    """Sparsity, size and FLOPs against the dense model. Returns what draws the compressed
-    card: call it once the rest of the page is drawn (its zlib length is measured in the
-    background meanwhile, so a slider step's other numbers never wait for it).
+def size_cards(
+    size: Mapping[str, float], dense: Mapping[str, float], speeds_up: bool = True
+) -> Callable[[], None]:
+    """Sparsity, size and FLOPs (`Report.size`) against the dense model's. Returns what draws
+    the compressed card: call it once the rest of the page is drawn (its zlib length is
+    measured in the background meanwhile, so a slider step's other numbers never wait for it).
 
     `speeds_up`: the plan removes work a dense kernel really skips (whole channels); otherwise
     the FLOPs card says it counts what skipping the zeros would save, and is not coloured.
     """
-    size, dense = report.size, report.dense_size
     points = (size["sparsity"] - dense["sparsity"]) * 100
     nonzero = size["nonzero_params"] - dense["nonzero_params"]
     flops = size["flops_effective"] / size["flops_dense"] - 1

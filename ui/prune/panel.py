@@ -50,18 +50,25 @@ def render() -> None:
     # The sliders are drawn whatever happens to the evaluation: a control that vanishes on an
     # error comes back empty (Streamlit forgets the state of widgets it did not draw).
     shown = None  # the exact report, or an estimate while the exact numbers are coming
+    compressed = None
+    numbers = st.empty()  # emptied when the plan cannot be evaluated: no half a report
     with guard("This plan cannot be evaluated") as outcome:
         # e.g. a criterion that cannot score one of this model's layers (a PlanError)
+        size = bench.size(plan)  # exact without running the model: on screen before metrics
+        with numbers.container():
+            cards = st.container()  # the metric cards, once the evaluation (or estimate) is in
+            coming = st.container()  # for an estimate: says so, and waits (at the end) for exact
+            # The compressed card is drawn last (see size_cards).
+            compressed = widgets.size_cards(size, bench.dense_size, granularity.structured)
+            ship.compact_cards(plan, bench.dense_size)  # a channel plan: the compacted model
         shown = exact.evaluation(bench, plan)
+        with cards:
+            widgets.metric_cards(shown)
     if outcome.failed:
+        numbers.empty()
+        compressed = None
         st.button("Back to dense, keep the settings", on_click=_reset)
     report = shown if isinstance(shown, Report) else None
-    if shown is not None:
-        widgets.metric_cards(shown)
-        coming = st.container()  # for an estimate: says so, and waits (at the end) for exact
-        # Sizes are always exact; the compressed one is drawn last (see size_cards).
-        compressed = widgets.size_cards(shown, speeds_up=granularity.structured)
-        ship.compact_cards(plan, shown)  # a channel plan: the physically smaller model
     experiments.render(report)  # undo / redo, Keep, the recent runs
     left, right = st.columns([1, 1.9], gap="large")
     with left:
@@ -70,10 +77,11 @@ def render() -> None:
         with right:
             _results(plan, shown)
         ship.render(plan)
+    if compressed is not None:
         compressed()
-        if not isinstance(shown, Report):
-            with coming:
-                exact.coming(bench, shown)
+    if shown is not None and not isinstance(shown, Report):
+        with coming:
+            exact.coming(bench, shown)
 
 
 def _registry_choice(

@@ -4,6 +4,7 @@ exports. Compaction and exports come from `workbench.ship`; this module only dra
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,6 @@ from workbench import (
     EXPORT_FORMATS,
     GRANULARITIES,
     PruningPlan,
-    Report,
     Workbench,
     WorkbenchError,
     compact,
@@ -55,8 +55,9 @@ def _measurements() -> OrderedDict:
     return OrderedDict()
 
 
-def compact_cards(plan: PruningPlan, report: Report) -> None:
-    """For a channel plan: the compacted model's parameters, dense bytes and FLOPs."""
+def compact_cards(plan: PruningPlan, dense: Mapping[str, float]) -> None:
+    """For a channel plan: the compacted model's parameters, dense bytes and FLOPs, against
+    the dense model's sizes (`Workbench.dense_size`)."""
     if not GRANULARITIES[plan.granularity].structured or not plan.sparsity:
         return
     bench = loaders.current()
@@ -64,7 +65,6 @@ def compact_cards(plan: PruningPlan, report: Report) -> None:
     if isinstance(found, str):
         st.caption(f"Compacted model: {found}.")
         return
-    dense = report.dense_size
     cards = (
         ("Compacted params", f"{found['params']:,}", found["params"], dense["total_params"]),
         (
