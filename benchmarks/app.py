@@ -223,9 +223,8 @@ def main() -> None:
         with start_streamlit(ROOT / "benchmarks" / "floor_app.py") as floor:
             page.goto(floor.url)
             wait_for_app(page)
-            double = lambda press: f"{2 * press:,}"  # noqa: E731 (the floor page's number)
             floor_ms = statistics.median(
-                round_trips(page, re.compile("^Value"), "Result", double, steps)
+                round_trips(page, re.compile("^Value"), "Result", _floor_number, steps)
             )
             floor_ms *= 1000
         with start_streamlit(ROOT / "app.py") as app:
@@ -248,6 +247,11 @@ def main() -> None:
                 if not args.scale_only:
                     larger(page, app.url, TEXT_DEMO, TEXT_LAYERS, presses, floor_ms)
         browser.close()
+
+
+def _floor_number(press: int) -> str:
+    """What the floor page shows after `press` presses."""
+    return f"{2 * press:,}"
 
 
 def demos(page: Page, url: str, steps: int, floor_ms: float) -> None:

@@ -98,6 +98,13 @@ def notices() -> None:
         st.warning(plain(text), icon=":material/link_off:")
 
 
+def open_expander(where: Any, label: str, icon: str, kind: str) -> DeltaGenerator | None:
+    """An expander whose content is drawn only while it is open (a page draws every element
+    again on each slider step): the expander to draw into, or None while it is closed."""
+    expander = where.expander(label, icon=icon, key=state.widget_key(kind), on_change="rerun")
+    return expander if expander.open else None
+
+
 def _color(delta: float, color: str) -> str:
     # An unchanged value is news of nothing: no green or red for +0.
     return "off" if delta == 0 else color
@@ -173,7 +180,7 @@ def size_cards(
             f"{size['nonzero_params']:,} of {size['total_params']:,} parameters are non-zero.",
         ),
         in_bytes("Sparse size", "sparse_bytes", "dense_bytes", " vs dense"),
-        # the compressed card's place
+        None,  # the compressed card: drawn last
         in_bytes("int8 + bitmask", "int8_bytes", "dense_bytes", " vs fp32"),
         (
             "FLOPs / sample" if speeds_up else "FLOPs if zeros were skipped",
@@ -189,10 +196,12 @@ def size_cards(
             "as fast as the dense model.",
         ),
     ]
-    columns = st.columns(len(cards) + 1)
-    slot = columns[3].empty()  # the compressed card's
-    for column, card in zip(columns[:3] + columns[4:], cards, strict=True):
-        _size_card(column, *card)
+    slot = None
+    for column, card in zip(st.columns(len(cards)), cards, strict=True):
+        if card is None:
+            slot = column.empty()
+        else:
+            _size_card(column, *card)
 
     def compressed() -> None:
         _size_card(slot, *in_bytes("Compressed", "compressed_bytes", "compressed_bytes"))

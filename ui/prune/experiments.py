@@ -34,13 +34,10 @@ def render(report: Report | None) -> None:
             tracking.keep(report, latency=ship.measured(report.plan))  # if the Ship section did
             st.toast("Kept: the History page lists it.", icon=":material/bookmark_added:")
     runs = tracking.runs()
-    kept = bar[3].expander(
-        f"Kept runs ({len(runs)})",
-        icon=":material/history:",
-        key=state.widget_key("runs-open"),
-        on_change="rerun",
+    kept = widgets.open_expander(
+        bar[3], f"Kept runs ({len(runs)})", ":material/history:", "runs-open"
     )
-    if not kept.open:  # listed only when open: a slider step redraws the page around it
+    if kept is None:
         return
     with kept:
         if runs.empty:

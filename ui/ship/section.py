@@ -112,13 +112,10 @@ def compact_cards(plan: PruningPlan, dense: Mapping[str, float]) -> None:
 
 def render(plan: PruningPlan) -> None:
     bench = loaders.current()
-    ship = st.expander(
-        "Ship: measured latency and downloads",
-        icon=":material/rocket_launch:",
-        key=state.widget_key("ship-open"),
-        on_change="rerun",
+    ship = widgets.open_expander(
+        st, "Ship: measured latency and downloads", ":material/rocket_launch:", "ship-open"
     )
-    if not ship.open:  # drawn only when open: a slider step redraws the page around it
+    if ship is None:
         return
     with ship:
         left, right = st.columns([1, 1.4], gap="large")

@@ -195,14 +195,14 @@ def classification_terms(
     below = (logits - top).sign_()  # -1 below the row's maximum, 0 at it
     unique = (below @ ones) == 1 - logits.shape[1]  # one maximal logit: argmax has no choice
     own = logits.gather(1, labels[:, None])
-    shifted = logits.double() - top.double()
-    loss = (shifted.exp_() @ ones.double()).log_() - (own.double() - top.double()).squeeze(1)
-    agreement = (logits.gather(1, reference[:, None]) == top).squeeze(1).double()
-    if targets is None:
-        terms = {"agreement": agreement, "loss": loss}
-    else:
-        terms = {"accuracy": (own == top).squeeze(1).double(), "loss": loss}
-        terms["agreement"] = agreement
+    top64 = top.double()
+    loss = ((logits.double() - top64).exp_() @ ones.double()).log_() - (own.double() - top64)[:, 0]
+    at_reference = own if targets is None else logits.gather(1, reference[:, None])
+    terms = _ordered(
+        None if targets is None else (own == top)[:, 0].double(),
+        loss,
+        (at_reference == top)[:, 0].double(),
+    )
     decided = unique
     if k:
         sign = (logits - own).sign_()  # against the target's logit: 1 above, 0 equal, -1 below
@@ -231,17 +231,25 @@ def _plain_classification_terms(
     logits = logits.double()
     predictions = logits.argmax(dim=1)
     labels = reference if targets is None else targets
-    agreement = (predictions == reference).double()
-    loss = F.cross_entropy(logits, labels, reduction="none")
-    if targets is None:
-        terms = {"agreement": agreement, "loss": loss}
-    else:
-        terms = {"accuracy": (predictions == labels).double(), "loss": loss}
-        terms["agreement"] = agreement
+    terms = _ordered(
+        None if targets is None else (predictions == targets).double(),
+        F.cross_entropy(logits, labels, reduction="none"),
+        (predictions == reference).double(),
+    )
     if k:
         top = logits.topk(k, dim=1).indices
         terms["top5_accuracy"] = (top == targets[:, None]).any(dim=1).double()
     return terms
+
+
+def _ordered(
+    accuracy: torch.Tensor | None, loss: torch.Tensor, agreement: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The classification terms in their reports' order; label-free sets have no accuracy and
+    put the agreement first."""
+    if accuracy is None:
+        return {"agreement": agreement, "loss": loss}
+    return {"accuracy": accuracy, "loss": loss, "agreement": agreement}
 
 
 def dense_predictions(dense_outputs: torch.Tensor) -> torch.Tensor:

@@ -917,13 +917,7 @@ class Workbench:
     def _layer_table(
         self, specs: dict[str, MaskSpec], sizes: dict[str, TensorSize]
     ) -> pd.DataFrame:
-        columns: dict[str, list] = {
-            name: []
-            for name in (
-                "name", "kind", "params", "nonzero", "sparsity", "method", "granularity",
-                "removed_units", "removed_inputs", "flops",
-            )
-        }  # fmt: skip
+        columns: dict[str, list] = {}
         for layer in self._layers:
             spec = specs.get(layer.name)
             size = sizes[layer.weight_name]
@@ -942,7 +936,7 @@ class Workbench:
                 "flops": self._layer_flops.get(layer.name, 0),
             }
             for name, value in row.items():
-                columns[name].append(value)
+                columns.setdefault(name, []).append(value)
         return pd.DataFrame(columns)  # from columns: a list of row dicts is several times slower
 
 
